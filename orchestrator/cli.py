@@ -1,0 +1,100 @@
+"""`mto`: the command line.
+
+Exit codes: 0 success, 1 the work itself failed, 2 usage error (bad flag, bad
+config, unknown run): nothing is started or written in that case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+USAGE_ERROR = 2
+
+
+def _add_cluster_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else start a local Ray)")
+
+
+def _add_run_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--run-dir",
+        default="runs",
+        help="where runs live (default MLflow store: sqlite under it; MLFLOW_TRACKING_URI overrides)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mto", description="Multi-task training orchestrator on Ray (RLlib, Ray Train, MLflow)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train from a config file, or resume a run")
+    train.add_argument("config", nargs="?", help="experiment YAML (configs/*.yaml); optional with --resume")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set rl.lr=1e-3 (repeatable)")
+    train.add_argument("--resume", metavar="RUN", help="continue this MLflow run (id or name) from its last checkpoint")
+    train.add_argument("--no-live", action="store_true", help="plain log lines instead of a live progress bar")
+    _add_cluster_flags(train)
+    _add_run_dir(train)
+
+    ev = sub.add_parser("eval", help="run N episodes per task with a checkpoint's policy; print per-task success")
+    ev.add_argument("run", help="MLflow run id or name, or a checkpoint directory")
+    ev.add_argument("--episodes", type=int, default=None, help="episodes per task (default: training.eval_episodes_per_task)")
+    ev.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
+    ev.add_argument("--seed", type=int, default=0)
+    _add_run_dir(ev)
+
+    rep = sub.add_parser("report", help="read a run back from MLflow: per-task table and plots")
+    rep.add_argument("run", help="MLflow run id or name")
+    rep.add_argument("--out", default=None, help="folder for the PNG plots (default: report-<run name>)")
+    _add_run_dir(rep)
+
+    check = sub.add_parser("check", help="validate a config file (and overrides) without running anything")
+    check.add_argument("config")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from orchestrator.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            if args.config is None and args.resume is None:
+                print("mto train: give a config file, or --resume RUN", file=sys.stderr)
+                return USAGE_ERROR
+            from orchestrator.train import run_training
+
+            run_training(
+                args.config,
+                tuple(args.overrides),
+                resume=args.resume,
+                address=args.address,
+                live=False if args.no_live else None,
+                run_dir=args.run_dir,
+            )
+        elif args.command == "eval":
+            from orchestrator.evaluate import run_evaluation
+
+            run_evaluation(args.run, episodes=args.episodes, greedy=args.greedy, seed=args.seed, run_dir=args.run_dir)
+        elif args.command == "report":
+            from orchestrator.report import run_report
+
+            run_report(args.run, out=args.out, run_dir=args.run_dir)
+        elif args.command == "check":
+            from orchestrator.config import load_config
+
+            cfg = load_config(args.config, tuple(args.overrides))
+            print(f"{args.config}: ok ({cfg.name})")
+    except ConfigError as exc:
+        print(f"mto {args.command}: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Experiment configuration: one YAML file -> one typed, validated `ExperimentConfig`.
+
+Everything that can be wrong with a config is found here, before Ray starts or a
+run directory is created, and reported as a `ConfigError` that names the file,
+the field path and the valid choices.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says where and why."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos far more often than intentional: refuse them.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class TaskConfig(_Section):
+    """What to train on."""
+
+    family: Literal["simon_says"] = "simon_says"
+    backend: Literal["techtree", "crafter", "minerl"] = "techtree"
+    tasks: list[str] | None = Field(
+        None, description="goal items to train on; null = every obtainable item"
+    )
+    max_depth: int | None = Field(
+        None, ge=0, description="keep only tasks whose prerequisite depth is <= this"
+    )
+    horizon: int = Field(300, ge=1, description="steps before an episode is truncated")
+
+
+class CurriculumConfig(_Section):
+    """Which task each episode trains on."""
+
+    kind: Literal["uniform", "learning_progress"] = "learning_progress"
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of the scheduler (see README: curriculum parameters)",
+    )
+    refresh_every_episodes: int = Field(
+        64, ge=1, description="env-side copy of the distribution is refreshed after this many episodes"
+    )
+    refresh_every_seconds: float = Field(5.0, gt=0)
+    report_every_episodes: int = Field(32, ge=1, description="episode outcomes are sent in batches of this size")
+    checkpoint_every_seconds: float = Field(30.0, gt=0)
+
+
+class BonusConfig(_Section):
+    """The within-episode exploration bonus for obtaining new items."""
+
+    mode: Literal["off", "static", "dynamic"] = "dynamic"
+    size: float = Field(0.1, ge=0.0, description="reward added the first time an item is obtained in an episode")
+    threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="dynamic mode: items with success rate below this earn the bonus"
+    )
+
+
+class RLConfig(_Section):
+    """RLlib (new API stack) PPO and its actors."""
+
+    algorithm: Literal["PPO"] = "PPO"
+    num_env_runners: int = Field(1, ge=0, description="EnvRunner actors (0 = sample in the driver)")
+    num_envs_per_env_runner: int = Field(64, ge=1)
+    num_cpus_per_env_runner: float = Field(1.0, gt=0)
+    num_learners: int = Field(0, ge=0, description="Learner actors (0 = learn in the driver)")
+    num_gpus_per_learner: float = Field(0.0, ge=0)
+    rollout_fragment_length: int | Literal["auto"] = "auto"
+    train_batch_size: int = Field(4096, ge=1, description="env steps per learner per iteration")
+    minibatch_size: int = Field(512, ge=1)
+    num_epochs: int = Field(4, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    gamma: float = Field(0.99, gt=0, le=1)
+    lambda_: float = Field(0.95, ge=0, le=1, alias="lambda")
+    entropy_coeff: float = Field(0.01, ge=0)
+    clip_param: float = Field(0.2, gt=0)
+    vf_loss_coeff: float = Field(0.5, ge=0)
+
+    @model_validator(mode="after")
+    def _minibatch_fits(self) -> "RLConfig":
+        if self.minibatch_size > self.train_batch_size:
+            raise ValueError(
+                f"minibatch_size ({self.minibatch_size}) must be <= train_batch_size ({self.train_batch_size})"
+            )
+        return self
+
+
+class ModelConfig(_Section):
+    """The policy network."""
+
+    hidden: list[int] = Field(default_factory=lambda: [256, 256], min_length=1)
+    activation: Literal["relu", "tanh", "silu"] = "relu"
+
+
+class TrainingConfig(_Section):
+    """How long to train, and what counts as mastered."""
+
+    iterations: int = Field(50, ge=1, description="stop after this many training iterations")
+    max_env_steps: int | None = Field(None, ge=1, description="or after this many env steps, whichever first")
+    checkpoint_every: int = Field(10, ge=1, description="iterations between checkpoints (and one at the end)")
+    mastery_threshold: float = Field(0.9, gt=0, le=1, description="success rate at which a task counts as mastered")
+    eval_episodes_per_task: int = Field(10, ge=1, description="episodes per task for `mto eval`")
+    plot_every: int = Field(10, ge=1, description="iterations between plot uploads to MLflow")
+
+
+class TrackingConfig(_Section):
+    """MLflow."""
+
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, else sqlite under run_dir"
+    )
+    experiment: str = "mto"
+    run_name: str | None = None
+
+
+class ExperimentConfig(_Section):
+    """One runnable experiment."""
+
+    name: str = Field(..., min_length=1)
+    seed: int = 0
+    run_dir: str = Field("runs", description="root for run folders, checkpoints and the default MLflow store")
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
+    bonus: BonusConfig = Field(default_factory=BonusConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data, with YAML key names."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _valid_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last element of an error location."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        field = next(
+            (f for n, f in model.model_fields.items() if part in (n, f.alias)), None
+        )
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid config"]
+    for e in err.errors():
+        loc = [p for p in e["loc"] if p not in ("function-after",)]
+        path = ".".join(str(p) for p in loc) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            owner = _model_at(loc)
+            valid = _valid_keys(owner) if owner else []
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            msg = f"unknown key{hint} valid keys: {', '.join(valid)}"
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
+    keys = dotted.split(".")
+    node: Any = data
+    model: type[BaseModel] | None = ExperimentConfig
+    for i, key in enumerate(keys):
+        if model is not None:
+            valid = _valid_keys(model)
+            if key not in valid:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f" did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(
+                    f"{source}: --set {dotted}: unknown key '{'.'.join(keys[: i + 1])}';{hint} "
+                    f"valid keys: {', '.join(valid)}"
+                )
+            field = next(f for n, f in model.model_fields.items() if key in (n, f.alias))
+            ann = field.annotation
+            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if i == len(keys) - 1:
+            node[key] = value
+        else:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+
+
+def parse_overrides(overrides: Sequence[str], source: str = "--set") -> list[tuple[str, Any]]:
+    """Parse `a.b=value` strings; values are read as YAML (`3`, `true`, `[a, b]`, `null`)."""
+    parsed = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source}: '{item}' is not of the form key.path=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: value of '{key}' is not valid YAML: {exc}") from exc
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def config_from_dict(data: dict[str, Any], source: str, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Validate plain data (+ overrides) into an `ExperimentConfig`."""
+    data = dict(data)
+    for key, value in parse_overrides(overrides):
+        _set_path(data, key, value, source)
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(source, err)) from None
+    _check_domain(cfg, source)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML experiment file, apply `--set` overrides, validate everything.
+
+    Raises `ConfigError` naming the file and the field path on any problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (name, task, rl, ...)")
+    return config_from_dict(data, str(path), overrides)
+
+
+def _check_domain(cfg: ExperimentConfig, source: str) -> None:
+    """Checks that need the task family and curricula (pure packages, no Ray)."""
+    from tasks.task_space import UnknownTaskError
+
+    try:
+        task_space = resolve_task_space(cfg)
+    except UnknownTaskError as exc:
+        raise ConfigError(f"{source}: task.tasks: {exc}") from None
+    except ImportError as exc:
+        raise ConfigError(f"{source}: task.backend: {exc}") from None
+    if len(task_space) == 0:
+        raise ConfigError(f"{source}: task.max_depth: no task has depth <= {cfg.task.max_depth}")
+    try:
+        build_scheduler(cfg, task_space.names, task_space.names)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: curriculum.params: {exc}") from None
+
+
+def resolve_task_space(cfg: ExperimentConfig):
+    """The `TaskSpace` the config trains on (task list and depth filter applied)."""
+    from tasks.simon_says import make_task_space
+
+    space = make_task_space(cfg.task.tasks, backend=cfg.task.backend)
+    if cfg.task.max_depth is not None and space.depth is not None:
+        keep = [n for n, d in zip(space.names, space.depth) if d <= cfg.task.max_depth]
+        space = space.subset(keep)
+    return space
+
+
+def build_scheduler(cfg: ExperimentConfig, task_names: Sequence[str], item_names: Sequence[str]):
+    """The curriculum scheduler (with its exploration bonus) that the config describes."""
+    from curricula import ExplorationBonus, build_curriculum
+
+    bonus = ExplorationBonus(
+        mode=cfg.bonus.mode, size=cfg.bonus.size, threshold=cfg.bonus.threshold
+    )
+    return build_curriculum(
+        cfg.curriculum.kind, list(task_names), list(item_names), bonus=bonus, **cfg.curriculum.params
+    )
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}` (for MLflow params)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -1,0 +1,82 @@
+"""`mto eval`: load a checkpoint's policy and measure success on every task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.config import ConfigError, ExperimentConfig, load_config, resolve_task_space
+from orchestrator.progress import console, task_table
+from orchestrator.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, find_run, resolve_tracking_uri
+
+MODULE_SUBDIR = Path("algorithm") / "learner_group" / "learner" / "rl_module" / "default_policy"
+
+
+def resolve_checkpoint(run: str, run_dir: str) -> tuple[Path, ExperimentConfig]:
+    """A checkpoint folder (given directly, or the latest of an MLflow run) and its run's config."""
+    from orchestrator.train import STATE_FILE, TrainerState
+
+    path = Path(run)
+    if (path / MODULE_SUBDIR).is_dir():
+        ckpt = path
+        run_path = path.parent.parent
+    else:
+        try:
+            found = find_run(run, resolve_tracking_uri(None, run_dir))
+        except LookupError as exc:
+            raise ConfigError(f"{run}: not a checkpoint folder, and {exc}") from None
+        run_path = Path(found.data.tags.get(RUN_PATH_TAG, ""))
+        state_file = run_path / STATE_FILE
+        if not state_file.is_file():
+            raise ConfigError(f"{run}: run folder {run_path} has no {STATE_FILE}")
+        state = TrainerState.load(state_file)
+        if not state.checkpoint:
+            raise ConfigError(f"{run}: the run has no checkpoint yet")
+        ckpt = Path(state.checkpoint)
+    return ckpt, load_config(run_path / CONFIG_ARTIFACT)
+
+
+def evaluate_policy(module, cfg: ExperimentConfig, episodes: int, greedy: bool, seed: int) -> dict[str, float]:
+    """Success rate per task over `episodes` episodes each, all tasks stepped as one vector env."""
+    import torch
+
+    from tasks.simon_says import SimonSaysVectorEnv
+
+    task_space = resolve_task_space(cfg)
+    n = len(task_space) * episodes
+    env = SimonSaysVectorEnv(num_envs=n, tasks=list(task_space.names), horizon=cfg.task.horizon, backend=cfg.task.backend)
+    goals = np.repeat(np.arange(len(task_space)), episodes)
+    obs, _ = env.reset(seed=seed, options={"task": goals})
+    done = np.zeros(n, dtype=bool)
+    success = np.zeros(n, dtype=bool)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        while not done.all():
+            logits = module.forward_inference({"obs": torch.as_tensor(obs)})["action_dist_inputs"]
+            if greedy:
+                actions = logits.argmax(-1)
+            else:
+                actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+            obs, _, terminated, truncated, info = env.step(actions.numpy())
+            # Only the first episode of each slot counts; later (autoreset) ones are ignored.
+            success |= ~done & info["success"]
+            done |= terminated | truncated
+    env.close()
+    per_task = success.reshape(len(task_space), episodes).mean(axis=1)
+    return dict(zip(task_space.names, per_task.tolist()))
+
+
+def run_evaluation(run: str, episodes: int | None = None, greedy: bool = False, seed: int = 0, run_dir: str = "runs") -> dict[str, float]:
+    """`mto eval`: print and return the per-task success table."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    ckpt, cfg = resolve_checkpoint(run, run_dir)
+    module = RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR))
+    episodes = episodes or cfg.training.eval_episodes_per_task
+    results = evaluate_policy(module, cfg, episodes, greedy, seed)
+    threshold = cfg.training.mastery_threshold
+    rows = [(t, s, "yes" if s >= threshold else "") for t, s in results.items()]
+    console.print(task_table(f"Evaluation of {ckpt} ({episodes} episodes per task)", rows, ["task", "success_rate", "mastered"]))
+    console.print(f"mean success {np.mean(list(results.values())):.3f}; mastered {sum(s >= threshold for s in results.values())}/{len(results)}")
+    return results

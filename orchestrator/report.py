@@ -1,0 +1,53 @@
+"""`mto report`: read a run back from MLflow — per-task table and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from orchestrator.config import ConfigError
+from orchestrator.plots import plot_distribution_heatmap, plot_success_curves
+from orchestrator.progress import console, task_table
+from orchestrator.tracking import find_run, metric_histories, resolve_tracking_uri
+
+
+def run_report(run: str, out: str | None = None, run_dir: str = "runs") -> dict[str, dict[str, float]]:
+    """Print the per-task table of a run's latest metrics and write its plots to `out`."""
+    uri = resolve_tracking_uri(None, run_dir)
+    mlflow.set_tracking_uri(uri)
+    try:
+        found = find_run(run, uri)
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from None
+    metrics = found.data.metrics
+    tasks = sorted({k.split("/", 1)[1] for k in metrics if k.startswith("success_rate/")})
+    threshold = float(found.data.params.get("training.mastery_threshold", 0.9))
+    table = {
+        t: {
+            "success_rate": metrics.get(f"success_rate/{t}", 0.0),
+            "probability": metrics.get(f"probability/{t}", 0.0),
+            "learning_progress": metrics.get(f"learning_progress/{t}", 0.0),
+            "episodes": metrics.get(f"episodes/{t}", 0.0),
+        }
+        for t in tasks
+    }
+    order = sorted(tasks, key=lambda t: -table[t]["success_rate"])
+    rows = [(t, table[t]["success_rate"], table[t]["probability"], table[t]["learning_progress"], int(table[t]["episodes"])) for t in order]
+    console.print(task_table(f"Run {found.info.run_name} ({found.info.status})", rows, ["task", "success_rate", "probability", "learning_progress", "episodes"]))
+    console.print(
+        f"iterations {int(metrics.get('env_steps_total', 0) and len(MlflowClient(uri).get_metric_history(found.info.run_id, 'env_steps_total')))}"
+        f" | env steps {int(metrics.get('env_steps_total', 0)):,} | mastered {int(metrics.get('items_mastered', 0))}/{len(tasks)} (success >= {threshold})"
+    )
+    out_dir = Path(out or f"report-{found.info.run_name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    success = metric_histories(client, found.info.run_id, "success_rate")
+    probability = metric_histories(client, found.info.run_id, "probability")
+    if success:
+        plot_success_curves(success, out_dir / "success_rate.png", None, threshold)
+    if probability:
+        plot_distribution_heatmap(probability, out_dir / "curriculum_distribution.png")
+    console.print(f"plots written to {out_dir}/")
+    return table

@@ -1,0 +1,145 @@
+"""RLlib (new API stack) assembly: the Simon Says env inside every EnvRunner, PPO, learners.
+
+The env creator below runs inside each EnvRunner actor. It builds the natively
+vectorised Simon Says env and wraps it with the curriculum wrapper, which talks
+to the named `CurriculumActor` without blocking. RLlib owns the rest: we do not
+write PPO, the EnvRunner pool or the Learner group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.config import ExperimentConfig
+
+ENV_NAME = "mto-simon-says"
+
+
+def make_simon_says_env(env_config: dict[str, Any]):
+    """RLlib env creator: a vector env when RLlib passes `num_envs`, else a single env.
+
+    `env_config["curriculum_actor"]` names the `CurriculumActor`; when it is None the
+    env samples tasks uniformly and adds no bonus (the baseline for overhead numbers).
+    """
+    import gymnasium as gym
+
+    import tasks.simon_says  # noqa: F401  (registers the gymnasium ids)
+    from tasks.simon_says import ENV_ID
+
+    env_kwargs = dict(
+        tasks=list(env_config["tasks"]),
+        horizon=int(env_config["horizon"]),
+        backend=env_config.get("backend", "techtree"),
+    )
+    num_envs = env_config.get("num_envs")
+    actor_name = env_config.get("curriculum_actor")
+    if num_envs is None:
+        env = gym.make(ENV_ID, **env_kwargs)
+        if actor_name is None:
+            return env
+        from orchestrator.curriculum_wrapper import CurriculumWrapper
+
+        return CurriculumWrapper(env, _client(env_config), **_wrapper_kwargs(env_config))
+
+    env = gym.make_vec(ENV_ID, num_envs=int(num_envs), vectorization_mode="vector_entry_point", **env_kwargs)
+    if actor_name is None:
+        return env
+    from orchestrator.curriculum_wrapper import CurriculumVectorWrapper
+
+    return CurriculumVectorWrapper(env, _client(env_config), **_wrapper_kwargs(env_config))
+
+
+def _client(env_config: dict[str, Any]):
+    import ray
+
+    from orchestrator.curriculum_actor import ActorCurriculumClient
+
+    handle = ray.get_actor(env_config["curriculum_actor"], namespace=env_config.get("namespace"))
+    return ActorCurriculumClient(handle)
+
+
+def _wrapper_kwargs(env_config: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        bonus_size=float(env_config["bonus_size"]),
+        refresh_every_episodes=int(env_config["refresh_every_episodes"]),
+        refresh_every_seconds=float(env_config["refresh_every_seconds"]),
+        report_every_episodes=int(env_config["report_every_episodes"]),
+    )
+
+
+def env_config_for(cfg: ExperimentConfig, task_names: list[str], actor_name: str | None, namespace: str | None) -> dict[str, Any]:
+    """The plain-data env config every EnvRunner receives."""
+    return {
+        "tasks": list(task_names),
+        "horizon": cfg.task.horizon,
+        "backend": cfg.task.backend,
+        "curriculum_actor": actor_name,
+        "namespace": namespace,
+        "bonus_size": cfg.bonus.size if cfg.bonus.mode != "off" else 0.0,
+        "refresh_every_episodes": cfg.curriculum.refresh_every_episodes,
+        "refresh_every_seconds": cfg.curriculum.refresh_every_seconds,
+        "report_every_episodes": cfg.curriculum.report_every_episodes,
+    }
+
+
+def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any]):
+    """A `PPOConfig` on the new API stack from our typed config."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.tune.registry import register_env
+
+    register_env(ENV_NAME, make_simon_says_env)
+    rl = cfg.rl
+    return (
+        PPOConfig()
+        .environment(env=ENV_NAME, env_config=env_config)
+        .env_runners(
+            num_env_runners=rl.num_env_runners,
+            num_envs_per_env_runner=rl.num_envs_per_env_runner,
+            num_cpus_per_env_runner=rl.num_cpus_per_env_runner,
+            rollout_fragment_length=rl.rollout_fragment_length,
+            gym_env_vectorize_mode="vector_entry_point",
+        )
+        .learners(num_learners=rl.num_learners, num_gpus_per_learner=rl.num_gpus_per_learner)
+        .training(
+            lr=rl.lr,
+            gamma=rl.gamma,
+            lambda_=rl.lambda_,
+            train_batch_size_per_learner=rl.train_batch_size,
+            minibatch_size=rl.minibatch_size,
+            num_epochs=rl.num_epochs,
+            entropy_coeff=rl.entropy_coeff,
+            clip_param=rl.clip_param,
+            vf_loss_coeff=rl.vf_loss_coeff,
+        )
+        .rl_module(
+            model_config=DefaultModelConfig(
+                fcnet_hiddens=list(cfg.model.hidden), fcnet_activation=cfg.model.activation
+            )
+        )
+        .debugging(seed=cfg.seed, log_level="ERROR")
+        .reporting(metrics_num_episodes_for_smoothing=100)
+    )
+
+
+def iteration_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers from one `algo.train()` result that we track, under stable names."""
+    from ray.rllib.utils.metrics import (
+        ENV_RUNNER_RESULTS,
+        EPISODE_RETURN_MEAN,
+        LEARNER_RESULTS,
+        NUM_ENV_STEPS_SAMPLED,
+    )
+
+    out: dict[str, float] = {}
+    runners = result.get(ENV_RUNNER_RESULTS, {})
+    out["env_steps"] = float(runners.get(NUM_ENV_STEPS_SAMPLED, 0.0))
+    if EPISODE_RETURN_MEAN in runners:
+        out["episode_return_mean"] = float(runners[EPISODE_RETURN_MEAN])
+    if "episode_len_mean" in runners:
+        out["episode_length_mean"] = float(runners["episode_len_mean"])
+    learner = result.get(LEARNER_RESULTS, {}).get("default_policy", {})
+    for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "total_loss"):
+        if key in learner:
+            out[f"loss/{key}"] = float(learner[key])
+    return out

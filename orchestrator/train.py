@@ -1,0 +1,303 @@
+"""`mto train`: one multi-task RL run on Ray, tracked in MLflow, checkpointed, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+from mlflow.tracking import MlflowClient
+
+from orchestrator.config import ExperimentConfig, build_scheduler, flatten, load_config, resolve_task_space
+from orchestrator.progress import TrainingProgress, console, task_table
+from orchestrator.tracking import (
+    CONFIG_ARTIFACT,
+    RUN_PATH_TAG,
+    ensure_experiment,
+    find_run,
+    log_metrics_safe,
+    log_params_safe,
+    metric_histories,
+    resolve_tracking_uri,
+)
+
+STATE_FILE = "trainer_state.json"
+KEEP_CHECKPOINTS = 2
+ACTOR_NAMESPACE = "mto"
+
+
+@dataclass
+class TrainerState:
+    """What the driver needs to continue a run: counters and the latest checkpoint."""
+
+    iteration: int = 0
+    env_steps: int = 0
+    checkpoint: str | None = None
+    mlflow_run_id: str | None = None
+    history: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written state file
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainerState":
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class TrainingSummary:
+    """What `run_training` returns: where things are and how the run ended."""
+
+    run_id: str
+    run_path: Path
+    tracking_uri: str
+    iterations: int
+    env_steps: int
+    success_rate: dict[str, float]
+    mastered: list[str]
+    checkpoint: str | None
+
+
+def connect_ray(address: str | None) -> bool:
+    """Attach to a cluster (`--address`/`RAY_ADDRESS`) or start a local Ray. True if we connected."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address or None, logging_level=logging.WARNING, include_dashboard=False if not address else None,
+             configure_logging=True)
+    return True
+
+
+def _new_run_path(cfg: ExperimentConfig) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = Path(cfg.run_dir).resolve() / f"{cfg.name}-{stamp}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def run_training(
+    config_path: str | None = None,
+    overrides: tuple[str, ...] = (),
+    resume: str | None = None,
+    address: str | None = None,
+    live: bool | None = None,
+    run_dir: str = "runs",
+) -> TrainingSummary:
+    """Train from a config file, or continue the run named by `resume` (an MLflow run id or name).
+
+    The config is fully validated before anything is started or written.
+    """
+    if resume is None:
+        assert config_path is not None
+        cfg = load_config(config_path, overrides)
+        tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)
+        run_path, state = None, TrainerState()
+    else:
+        cfg, tracking_uri, run_path, state = _locate_resume(resume, config_path, overrides, run_dir)
+
+    task_space = resolve_task_space(cfg)
+    # Building the scheduler here too catches bad curriculum params before Ray starts.
+    build_scheduler(cfg, task_space.names, task_space.names)
+
+    mlflow.set_tracking_uri(tracking_uri)
+    if run_path is None:
+        run_path = _new_run_path(cfg)
+        (run_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    experiment_id = ensure_experiment(cfg.tracking.experiment, tracking_uri, cfg.run_dir)
+
+    started_ray = connect_ray(address)
+    import ray
+
+    algo = actor = None
+    active = None
+    try:
+        if state.mlflow_run_id:
+            active = mlflow.start_run(run_id=state.mlflow_run_id)
+        else:
+            active = mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name or run_path.name)
+            state.mlflow_run_id = active.info.run_id
+            mlflow.set_tags({RUN_PATH_TAG: str(run_path), "mto.config_name": cfg.name, "mto.kind": "rl"})
+            log_params_safe(flatten(cfg.to_dict()))
+            mlflow.log_artifact(str(run_path / CONFIG_ARTIFACT))
+            state.save(run_path / STATE_FILE)
+        console.print(f"[bold]run[/] {run_path.name}  [bold]mlflow[/] {tracking_uri}  run_id={state.mlflow_run_id}")
+
+        actor, algo = _start_actors(cfg, task_space, run_path, state)
+        summary = _train_loop(cfg, task_space, algo, actor, run_path, state, live)
+        summary.tracking_uri = tracking_uri
+        mlflow.end_run("FINISHED")
+        return summary
+    except BaseException:
+        if active is not None:
+            mlflow.end_run("FAILED")
+        raise
+    finally:
+        if algo is not None:
+            algo.stop()
+        if actor is not None:
+            ray.kill(actor, no_restart=True)
+        if started_ray:
+            ray.shutdown()
+
+
+def _locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ...], run_dir: str):
+    """Find the run to continue: its folder, its saved config (plus overrides), its state."""
+    from orchestrator.config import ConfigError
+
+    if config_path is not None:
+        base = load_config(config_path)
+        uri = resolve_tracking_uri(base.tracking.tracking_uri, base.run_dir)
+    else:
+        uri = resolve_tracking_uri(None, run_dir)
+    try:
+        run = find_run(resume, uri)
+    except LookupError as exc:
+        raise ConfigError(f"--resume {resume}: {exc}") from None
+    run_path = Path(run.data.tags.get(RUN_PATH_TAG, ""))
+    state_file = run_path / STATE_FILE
+    if not state_file.is_file():
+        raise ConfigError(f"--resume {resume}: run folder {run_path} has no {STATE_FILE}; nothing to resume")
+    cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
+    state = TrainerState.load(state_file)
+    if state.checkpoint is None:
+        raise ConfigError(f"--resume {resume}: the run has no checkpoint yet")
+    return cfg, uri, run_path, state
+
+
+def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: TrainerState):
+    from orchestrator.curriculum_actor import start_curriculum_actor
+    from orchestrator.rl import build_ppo_config, env_config_for
+
+    live_ckpt = run_path / "curriculum_live.pkl"
+    if state.checkpoint:
+        # Policy and curriculum go back to the same moment: the last full checkpoint.
+        shutil.copyfile(Path(state.checkpoint) / "curriculum.pkl", live_ckpt)
+    scheduler = build_scheduler(cfg, task_space.names, task_space.names)
+    actor_name = f"curriculum-{state.mlflow_run_id}"
+    actor = start_curriculum_actor(
+        scheduler,
+        name=actor_name,
+        namespace=ACTOR_NAMESPACE,
+        checkpoint_path=str(live_ckpt),
+    )
+    ppo = build_ppo_config(cfg, env_config_for(cfg, list(task_space.names), actor_name, ACTOR_NAMESPACE))
+    algo = ppo.build_algo()
+    if state.checkpoint:
+        algo.restore_from_path(str(Path(state.checkpoint) / "algorithm"))
+    return actor, algo
+
+
+def _save_checkpoint(algo, actor, run_path: Path, state: TrainerState) -> None:
+    import ray
+
+    ckpt = run_path / "checkpoints" / f"iter_{state.iteration:06d}"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    algo.save_to_path(str(ckpt / "algorithm"))
+    ray.get(actor.save_checkpoint.remote(str(ckpt / "curriculum.pkl")))
+    state.checkpoint = str(ckpt)
+    state.save(ckpt / STATE_FILE)
+    state.save(run_path / STATE_FILE)
+    mlflow.set_tag("mto.checkpoint", str(ckpt))
+    old = sorted((run_path / "checkpoints").glob("iter_*"))[:-KEEP_CHECKPOINTS]
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _curriculum_metrics(metrics: dict[str, float], task_names) -> tuple[dict[str, float], float, list[str]]:
+    """Select what we log from the actor's metrics; mean success and the mastered tasks."""
+    logged = {k: v for k, v in metrics.items() if "/" in k}
+    for key in ("entropy", "num_active_tasks", "num_bonus_items"):
+        if key in metrics:
+            logged[f"curriculum/{key}"] = metrics[key]
+    success = [metrics.get(f"success_rate/{t}", 0.0) for t in task_names]
+    mean_success = sum(success) / max(len(success), 1)
+    return logged, mean_success, success
+
+
+def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerState, live) -> TrainingSummary:
+    import ray
+
+    names = list(task_space.names)
+    threshold = cfg.training.mastery_threshold
+    budget = cfg.training.max_env_steps
+    success: list[float] = [0.0] * len(names)
+    with TrainingProgress(cfg.training.iterations, state.iteration, live) as progress:
+        while state.iteration < cfg.training.iterations and (budget is None or state.env_steps < budget):
+            t0 = time.perf_counter()
+            result = algo.train()
+            seconds = time.perf_counter() - t0
+            from orchestrator.rl import iteration_metrics
+
+            metrics = iteration_metrics(result)
+            state.iteration += 1
+            state.env_steps += int(metrics["env_steps"])
+            cur_metrics, mean_success, success = _curriculum_metrics(ray.get(actor.metrics.remote()), names)
+            mastered = sum(s >= threshold for s in success)
+            metrics.update(cur_metrics)
+            metrics.update(
+                {
+                    "env_steps_total": state.env_steps,
+                    "env_steps_per_second": metrics["env_steps"] / max(seconds, 1e-9),
+                    "iteration_seconds": seconds,
+                    "mean_success": mean_success,
+                    "items_mastered": mastered,
+                }
+            )
+            log_metrics_safe(metrics, step=state.iteration)
+            progress.update(state.iteration, state.env_steps, metrics["env_steps_per_second"], mean_success, mastered, len(names))
+            if state.iteration % cfg.training.checkpoint_every == 0:
+                _save_checkpoint(algo, actor, run_path, state)
+            if state.iteration % cfg.training.plot_every == 0:
+                log_plots(state.mlflow_run_id, names, threshold)
+    if state.checkpoint is None or not state.checkpoint.endswith(f"iter_{state.iteration:06d}"):
+        _save_checkpoint(algo, actor, run_path, state)
+    log_plots(state.mlflow_run_id, names, threshold)
+    mlflow.log_artifact(str(Path(state.checkpoint) / "curriculum.pkl"), artifact_path="curriculum")
+    mastered_names = [n for n, s in zip(names, success) if s >= threshold]
+    _print_final_table(names, success, threshold)
+    return TrainingSummary(
+        run_id=state.mlflow_run_id or "",
+        run_path=run_path,
+        tracking_uri="",
+        iterations=state.iteration,
+        env_steps=state.env_steps,
+        success_rate=dict(zip(names, success)),
+        mastered=mastered_names,
+        checkpoint=state.checkpoint,
+    )
+
+
+def log_plots(run_id: str | None, order, mastery_threshold: float) -> None:
+    """Draw the success curves and the distribution heatmap from the run's MLflow history."""
+    import tempfile
+
+    from orchestrator.plots import plot_distribution_heatmap, plot_success_curves
+
+    client = MlflowClient(mlflow.get_tracking_uri())
+    with tempfile.TemporaryDirectory() as tmp:
+        success = metric_histories(client, run_id, "success_rate")
+        probability = metric_histories(client, run_id, "probability")
+        if success:
+            mlflow.log_artifact(str(plot_success_curves(success, Path(tmp) / "success_rate.png", order, mastery_threshold)), "plots")
+        if probability:
+            mlflow.log_artifact(str(plot_distribution_heatmap(probability, Path(tmp) / "curriculum_distribution.png", order)), "plots")
+
+
+def _print_final_table(names, success, threshold) -> None:
+    rows = [(n, s, "yes" if s >= threshold else "") for n, s in zip(names, success)]
+    console.print(task_table("Per-task success (curriculum's running estimate)", rows, ["task", "success_rate", "mastered"]))
+    console.print(f"mastered {sum(s >= threshold for s in success)}/{len(names)} tasks (success >= {threshold})")
