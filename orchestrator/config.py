@@ -27,8 +27,10 @@ class _Section(BaseModel):
 class TaskConfig(_Section):
     """What to train on."""
 
-    family: Literal["simon_says"] = "simon_says"
-    backend: Literal["techtree", "crafter", "minerl"] = "techtree"
+    family: Literal["simon_says"] = Field("simon_says", description="task family")
+    backend: Literal["techtree", "crafter", "minerl"] = Field(
+        "techtree", description="techtree: symbolic Minecraft; crafter / minerl need their extras"
+    )
     tasks: list[str] | None = Field(
         None, description="goal items to train on; null = every obtainable item"
     )
@@ -41,7 +43,7 @@ class TaskConfig(_Section):
 class CurriculumConfig(_Section):
     """Which task each episode trains on."""
 
-    kind: Literal["uniform", "learning_progress"] = "learning_progress"
+    kind: Literal["uniform", "learning_progress"] = Field("learning_progress", description="task scheduler")
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="keyword arguments of the scheduler (see README: curriculum parameters)",
@@ -49,15 +51,17 @@ class CurriculumConfig(_Section):
     refresh_every_episodes: int = Field(
         64, ge=1, description="env-side copy of the distribution is refreshed after this many episodes"
     )
-    refresh_every_seconds: float = Field(5.0, gt=0)
+    refresh_every_seconds: float = Field(5.0, gt=0, description="... or after this many seconds")
     report_every_episodes: int = Field(32, ge=1, description="episode outcomes are sent in batches of this size")
-    checkpoint_every_seconds: float = Field(30.0, gt=0)
+    checkpoint_every_seconds: float = Field(30.0, gt=0, description="the CurriculumActor saves its state this often (restored if it restarts)")
 
 
 class BonusConfig(_Section):
     """The within-episode exploration bonus for obtaining new items."""
 
-    mode: Literal["off", "static", "dynamic"] = "dynamic"
+    mode: Literal["off", "static", "dynamic"] = Field(
+        "dynamic", description="off; static: every item; dynamic: only items not yet obtained reliably"
+    )
     size: float = Field(0.1, ge=0.0, description="reward added the first time an item is obtained in an episode")
     threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="dynamic mode: items with success rate below this earn the bonus"
@@ -67,22 +71,22 @@ class BonusConfig(_Section):
 class RLConfig(_Section):
     """RLlib (new API stack) PPO and its actors."""
 
-    algorithm: Literal["PPO"] = "PPO"
+    algorithm: Literal["PPO"] = Field("PPO", description="RLlib algorithm")
     num_env_runners: int = Field(1, ge=0, description="EnvRunner actors (0 = sample in the driver)")
-    num_envs_per_env_runner: int = Field(64, ge=1)
-    num_cpus_per_env_runner: float = Field(1.0, gt=0)
+    num_envs_per_env_runner: int = Field(64, ge=1, description="environments stepped as one numpy vector env per runner")
+    num_cpus_per_env_runner: float = Field(1.0, gt=0, description="CPUs reserved per EnvRunner")
     num_learners: int = Field(0, ge=0, description="Learner actors (0 = learn in the driver)")
-    num_gpus_per_learner: float = Field(0.0, ge=0)
-    rollout_fragment_length: int | Literal["auto"] = "auto"
+    num_gpus_per_learner: float = Field(0.0, ge=0, description="GPUs per Learner (0 on CPU machines)")
+    rollout_fragment_length: int | Literal["auto"] = Field("auto", description="steps per env per sample call")
     train_batch_size: int = Field(4096, ge=1, description="env steps per learner per iteration")
-    minibatch_size: int = Field(512, ge=1)
-    num_epochs: int = Field(4, ge=1)
-    lr: float = Field(3e-4, gt=0)
-    gamma: float = Field(0.99, gt=0, le=1)
-    lambda_: float = Field(0.95, ge=0, le=1, alias="lambda")
-    entropy_coeff: float = Field(0.01, ge=0)
-    clip_param: float = Field(0.2, gt=0)
-    vf_loss_coeff: float = Field(0.5, ge=0)
+    minibatch_size: int = Field(512, ge=1, description="SGD minibatch size")
+    num_epochs: int = Field(4, ge=1, description="passes over each train batch")
+    lr: float = Field(3e-4, gt=0, description="learning rate")
+    gamma: float = Field(0.99, gt=0, le=1, description="discount")
+    lambda_: float = Field(0.95, ge=0, le=1, alias="lambda", description="GAE lambda")
+    entropy_coeff: float = Field(0.01, ge=0, description="entropy bonus weight")
+    clip_param: float = Field(0.2, gt=0, description="PPO ratio clip")
+    vf_loss_coeff: float = Field(0.5, ge=0, description="value loss weight")
 
     @model_validator(mode="after")
     def _minibatch_fits(self) -> "RLConfig":
@@ -96,8 +100,8 @@ class RLConfig(_Section):
 class ModelConfig(_Section):
     """The policy network."""
 
-    hidden: list[int] = Field(default_factory=lambda: [256, 256], min_length=1)
-    activation: Literal["relu", "tanh", "silu"] = "relu"
+    hidden: list[int] = Field(default_factory=lambda: [256, 256], min_length=1, description="hidden layer sizes")
+    activation: Literal["relu", "tanh", "silu"] = Field("relu", description="hidden activation")
 
 
 class TrainingConfig(_Section):
@@ -117,15 +121,15 @@ class TrackingConfig(_Section):
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default: MLFLOW_TRACKING_URI, else sqlite under run_dir"
     )
-    experiment: str = "mto"
-    run_name: str | None = None
+    experiment: str = Field("mto", description="MLflow experiment name")
+    run_name: str | None = Field(None, description="MLflow run name (default: the run folder name)")
 
 
 class ExperimentConfig(_Section):
     """One runnable experiment."""
 
-    name: str = Field(..., min_length=1)
-    seed: int = 0
+    name: str = Field(..., min_length=1, description="experiment name; run folders and MLflow run names start with it")
+    seed: int = Field(0, description="seed for RLlib, environments and the curriculum")
     run_dir: str = Field("runs", description="root for run folders, checkpoints and the default MLflow store")
     task: TaskConfig = Field(default_factory=TaskConfig)
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)

@@ -119,3 +119,12 @@ def test_cli_usage_errors_exit_2(capsys):
     assert main(["train"]) == 2
     assert main(["check", str(REPO / "configs/smoke.yaml"), "--set", "rl.num_epochs=0"]) == 2
     assert "rl.num_epochs" in capsys.readouterr().err
+
+
+def test_readme_config_reference_matches_schema():
+    """The README's reference is generated from the schema; regenerate it when the schema changes."""
+    from orchestrator.config_docs import config_reference_markdown
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- CONFIG-REFERENCE:BEGIN -->")[1].split("<!-- CONFIG-REFERENCE:END -->")[0]
+    assert block.strip() == config_reference_markdown().strip(), "run: python -m orchestrator.config_docs --write README.md"
