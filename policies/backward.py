@@ -1,0 +1,171 @@
+"""Per-task backward passes, the data-parallel average, the combiner, and ``.grad``.
+
+Usable anywhere a torch loss lives: a plain loop, a Ray Train worker, or an
+RLlib ``TorchLearner.compute_gradients`` override that has per-task losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from policies.combiners.base import GradientCombiner
+
+AllReduce = Callable[[Tensor], Tensor]
+
+
+@dataclass
+class MultitaskBackwardStats:
+    """What one combined backward did, for logging (plain floats / lists)."""
+
+    task_losses: list[float]  # after the data-parallel average; nan for absent tasks
+    task_grad_norms: list[float]  # ||g_t|| on the shared parameters
+    combined_grad_norm: float
+    task_weights: list[float] | None  # combiner's per-task weights, when it has them
+    present: list[bool]  # task had samples (on any worker)
+
+
+def torch_distributed_allreduce(buffer: Tensor) -> Tensor:
+    """Mean over the ``torch.distributed`` process group (gloo or nccl), in place."""
+    import torch.distributed as dist
+
+    dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+    return buffer.div_(dist.get_world_size())
+
+
+def _shared_and_task_parameters(model: nn.Module, num_tasks: int) -> tuple[list[Tensor], list[list[Tensor]]]:
+    if not hasattr(model, "shared_parameters") or not hasattr(model, "task_parameters"):
+        raise TypeError(
+            f"{type(model).__name__} must provide shared_parameters() and task_parameters(task) "
+            "(every policies.architectures network does)"
+        )
+    shared = [p for p in model.shared_parameters() if p.requires_grad]
+    per_task = [[p for p in model.task_parameters(t) if p.requires_grad] for t in range(num_tasks)]
+    return shared, per_task
+
+
+def apply_multitask_backward(
+    model: nn.Module,
+    task_losses: Tensor | Sequence[Tensor],
+    combiner: GradientCombiner,
+    allreduce: AllReduce | None = None,
+    task_sample_counts: Tensor | Sequence[int] | None = None,
+) -> MultitaskBackwardStats:
+    """Write combined gradients into ``.grad`` (overwriting) of ``model``'s parameters.
+
+    1. For each task t with samples: ``torch.autograd.grad(task_losses[t], shared + task t's params)``
+       (T backward passes through the retained graph).
+    2. If ``allreduce`` is given (data-parallel): average the whole [T x P]
+       matrix, the task-specific gradients and the losses over workers in one
+       call, weighted by each worker's ``task_sample_counts`` so the result equals
+       the gradient of the global batch's per-task mean losses.  Averaging BEFORE
+       combining keeps nonlinear combiners (PCGrad, MGDA, Pareto MTL) correct.
+    3. ``combiner`` turns the [T x P] matrix into the shared parameters' gradient;
+       task-specific parameters get their own task's gradient unchanged.
+
+    ``task_losses[t]`` should be task t's mean loss over its samples in the local
+    batch; a task with no samples (count 0, a nan loss, or a loss that does not
+    require grad) is left out, and its task-specific ``.grad`` set to None.
+    ``allreduce(buffer)`` must return the mean of ``buffer`` over workers
+    (``torch_distributed_allreduce`` does that for ``torch.distributed``).
+    """
+    losses = torch.stack(list(task_losses)) if not isinstance(task_losses, Tensor) else task_losses
+    losses = losses.reshape(-1)
+    num_tasks = losses.shape[0]
+    shared, per_task = _shared_and_task_parameters(model, num_tasks)
+    device = losses.device
+    dtype = shared[0].dtype if shared else torch.float32
+
+    has_grad = losses.requires_grad
+    local_present = [
+        bool(has_grad and torch.isfinite(losses[t]).item()) for t in range(num_tasks)
+    ]
+    if task_sample_counts is None:
+        counts = torch.tensor(local_present, dtype=dtype, device=device)
+    else:
+        counts = torch.as_tensor(task_sample_counts, dtype=dtype, device=device).reshape(-1)
+        if counts.numel() != num_tasks:
+            raise ValueError(f"task_sample_counts has {counts.numel()} entries for {num_tasks} task losses")
+        local_present = [p and bool(c > 0) for p, c in zip(local_present, counts.tolist())]
+        counts = counts * torch.tensor(local_present, dtype=dtype, device=device)
+
+    shared_sizes = [p.numel() for p in shared]
+    task_sizes = [sum(p.numel() for p in ps) for ps in per_task]
+    p_shared = sum(shared_sizes)
+    # One flat buffer: [T x P shared grads | task t's own grads ... | losses | counts],
+    # so the data-parallel average is a single collective.
+    buffer = torch.zeros(num_tasks * p_shared + sum(task_sizes) + 2 * num_tasks, dtype=dtype, device=device)
+    grad_matrix = buffer[: num_tasks * p_shared].view(num_tasks, p_shared)
+    task_offsets = [num_tasks * p_shared + sum(task_sizes[:t]) for t in range(num_tasks)]
+    loss_slot = buffer[-2 * num_tasks : -num_tasks]
+    count_slot = buffer[-num_tasks:]
+
+    last = max((t for t in range(num_tasks) if local_present[t]), default=-1)
+    for t in range(num_tasks):
+        if not local_present[t]:
+            continue
+        inputs = shared + per_task[t]
+        grads = torch.autograd.grad(losses[t], inputs, retain_graph=t != last, allow_unused=True)
+        flat = [
+            (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, inputs)
+        ]
+        weight = counts[t]
+        if p_shared:
+            grad_matrix[t] = torch.cat(flat[: len(shared)]) * weight
+        if task_sizes[t]:
+            buffer[task_offsets[t] : task_offsets[t] + task_sizes[t]] = torch.cat(flat[len(shared) :]) * weight
+        loss_slot[t] = losses[t].detach() * weight
+    count_slot.copy_(counts)
+
+    if allreduce is not None:
+        buffer = allreduce(buffer)
+        grad_matrix = buffer[: num_tasks * p_shared].view(num_tasks, p_shared)
+        loss_slot = buffer[-2 * num_tasks : -num_tasks]
+        count_slot = buffer[-num_tasks:]
+    # Weighted mean: sum_w n_wt x_wt / sum_w n_wt (the 1/world_size cancels).
+    present_mask = count_slot > 0
+    inverse = torch.where(present_mask, 1.0 / count_slot.clamp_min(1e-30), torch.zeros_like(count_slot))
+    present = present_mask.tolist()
+    present_ids = [t for t in range(num_tasks) if present[t]]
+    mean_losses = loss_slot * inverse
+
+    # Task-specific parameters: their own task's averaged gradient, unchanged.
+    for t in range(num_tasks):
+        offset = task_offsets[t]
+        for p in per_task[t]:
+            if present[t]:
+                p.grad = (buffer[offset : offset + p.numel()] * inverse[t]).view_as(p).clone()
+            else:
+                p.grad = None
+            offset += p.numel()
+
+    task_grad_norms = [float("nan")] * num_tasks
+    combined_norm = 0.0
+    if p_shared and present_ids:
+        rows = grad_matrix[present_ids] * inverse[present_ids, None]
+        norms = rows.norm(dim=1).tolist()
+        for t, n in zip(present_ids, norms):
+            task_grad_norms[t] = n
+        combined = combiner(rows, mean_losses[present_ids], torch.tensor(present_ids))
+        combined_norm = float(combined.norm())
+        for p, g in zip(shared, torch.split(combined, shared_sizes)):
+            p.grad = g.view_as(p).clone()
+    else:
+        for p in shared:
+            p.grad = torch.zeros_like(p) if present_ids else None
+
+    weights = None
+    if combiner.last_weights is not None and p_shared and present_ids:
+        weights = [float("nan")] * num_tasks
+        for t, w in zip(present_ids, combiner.last_weights.tolist()):
+            weights[t] = w
+    return MultitaskBackwardStats(
+        task_losses=[float(x) if present[t] else float("nan") for t, x in enumerate(mean_losses.tolist())],
+        task_grad_norms=task_grad_norms,
+        combined_grad_norm=combined_norm,
+        task_weights=weights,
+        present=present,
+    )
