@@ -170,7 +170,7 @@ class EpisodeOutcomes:
                 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CurriculumDistribution:
     """What a scheduler publishes; read-only arrays so a local copy stays intact.
 
@@ -192,6 +192,15 @@ class CurriculumDistribution:
         object.__setattr__(self, "probabilities", probabilities)
         object.__setattr__(self, "bonus_items", bonus_items)
         object.__setattr__(self, "version", int(self.version))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CurriculumDistribution):
+            return NotImplemented
+        return (
+            self.version == other.version
+            and np.array_equal(self.probabilities, other.probabilities)
+            and np.array_equal(self.bonus_items, other.bonus_items)
+        )
 
     @classmethod
     def uniform(cls, num_tasks: int, num_items: int = 0, version: int = -1) -> "CurriculumDistribution":

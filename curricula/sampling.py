@@ -39,9 +39,11 @@ def learning_progress_probabilities(
         if not pool.any():
             pool = measured
         lp = learning_progress[pool]
-        std = lp.std()
-        z = (lp - lp.mean()) / (std if std > 0 else 1.0)
-        weights = 1.0 / (1.0 + np.exp(-z / temperature))
+        # Population z-score written out: np.std/np.mean cost more than the maths at n ~ 1000.
+        centred = lp - lp.sum() / lp.shape[0]
+        std = np.sqrt(centred @ centred / lp.shape[0])
+        z = centred / (std * temperature if std > 0 else temperature)
+        weights = 1.0 / (1.0 + np.exp(-z))
         probabilities = np.zeros(n)
         untried_share = min(1.0, untried_weight * uniform * (n - num_measured))
         probabilities[pool] = weights * ((1.0 - untried_share) / weights.sum())

@@ -54,7 +54,8 @@ def reweight(p: np.ndarray | float, theta: float = 0.1) -> np.ndarray | float:
     change from 0.01 to 0.05 counts as much as a large change at mid range.
     """
     p = np.asarray(p, dtype=np.float64)
-    return (1.0 - theta) * p / (p + theta * (1.0 - 2.0 * p))
+    # Same expression with the denominator regrouped: one fewer temporary array.
+    return (1.0 - theta) * p / ((1.0 - 2.0 * theta) * p + theta)
 
 
 def normalise_against_random(x: np.ndarray | float, baseline: np.ndarray | float) -> np.ndarray | float:
@@ -210,8 +211,9 @@ class SuccessEstimates:
     # -- derived quantities ------------------------------------------------------------
     def learning_progress(self, theta: float = 0.1, signed: bool = False) -> np.ndarray:
         """``f(p_fast) - f(p_slow)`` (absolute unless `signed`); 0 for unmeasured tasks."""
-        lp = reweight(self.p_fast, theta) - reweight(self.p_slow, theta)
-        return lp if signed else np.abs(lp)
+        lp = reweight(self.p_fast, theta)
+        lp -= reweight(self.p_slow, theta)
+        return lp if signed else np.abs(lp, out=lp)
 
     def state_dict(self) -> dict:
         return {
