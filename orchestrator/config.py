@@ -101,7 +101,24 @@ class ModelConfig(_Section):
     """The policy network."""
 
     hidden: list[int] = Field(default_factory=lambda: [256, 256], min_length=1, description="hidden layer sizes")
-    activation: Literal["relu", "tanh", "silu"] = Field("relu", description="hidden activation")
+    activation: Literal["relu", "tanh", "silu"] = Field("relu", description="hidden activation (mlp only)")
+    architecture: Literal["mlp", "shared_bottom", "separate_bottom", "model_patch", "soft_modular", "independent"] = Field(
+        "mlp", description="mlp: RLlib's default network (task id as input); others: multi-task networks from `policies`"
+    )
+    architecture_params: dict[str, Any] = Field(default_factory=dict, description="knobs of the architecture")
+    combiner: Literal["sum", "pcgrad", "mgda", "pareto_mtl"] = Field(
+        "sum", description="how per-task gradients of the shared parameters are combined (multi-task architectures)"
+    )
+    combiner_params: dict[str, Any] = Field(default_factory=dict, description="parameters of the combiner")
+
+    @model_validator(mode="after")
+    def _combiner_needs_multitask_network(self) -> "ModelConfig":
+        if self.combiner != "sum" and self.architecture == "mlp":
+            raise ValueError(
+                f"combiner '{self.combiner}' needs a multi-task architecture (shared_bottom, separate_bottom, "
+                "model_patch, soft_modular, independent), not 'mlp'"
+            )
+        return self
 
 
 class TrainingConfig(_Section):
@@ -262,9 +279,21 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
     if len(task_space) == 0:
         raise ConfigError(f"{source}: task.max_depth: no task has depth <= {cfg.task.max_depth}")
     try:
-        build_scheduler(cfg, task_space.names, task_space.names)
+        build_scheduler(cfg, task_space.names, resolve_item_names(cfg))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: curriculum.params: {exc}") from None
+    if cfg.model.architecture != "mlp":
+        from policies import build_combiner, build_network
+
+        try:
+            build_network(cfg.model.architecture, input_dim=4, output_dim=2, num_tasks=len(task_space),
+                          hidden=tuple(cfg.model.hidden), **cfg.model.architecture_params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: model.architecture_params: {exc}") from None
+        try:
+            build_combiner(cfg.model.combiner, len(task_space), **cfg.model.combiner_params)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: model.combiner_params: {exc}") from None
 
 
 def resolve_task_space(cfg: ExperimentConfig):
@@ -276,6 +305,13 @@ def resolve_task_space(cfg: ExperimentConfig):
         keep = [n for n, d in zip(space.names, space.depth) if d <= cfg.task.max_depth]
         space = space.subset(keep)
     return space
+
+
+def resolve_item_names(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The inventory vocabulary of the backend (every obtainable item; a superset of the tasks)."""
+    from tasks.simon_says import make_task_space
+
+    return make_task_space(None, backend=cfg.task.backend).names
 
 
 def build_scheduler(cfg: ExperimentConfig, task_names: Sequence[str], item_names: Sequence[str]):

@@ -90,7 +90,7 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any]):
 
     register_env(ENV_NAME, make_simon_says_env)
     rl = cfg.rl
-    return (
+    ppo = (
         PPOConfig()
         .environment(env=ENV_NAME, env_config=env_config)
         .env_runners(
@@ -120,6 +120,23 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any]):
         .debugging(seed=cfg.seed, log_level="ERROR")
         .reporting(metrics_num_episodes_for_smoothing=100)
     )
+    if cfg.model.architecture != "mlp":
+        from orchestrator.rl_multitask import MultiTaskPPOLearner, multitask_rl_module_spec
+
+        num_tasks = len(env_config["tasks"])
+        ppo = ppo.rl_module(
+            rl_module_spec=multitask_rl_module_spec(
+                cfg.model.architecture, cfg.model.hidden, num_tasks, cfg.model.architecture_params
+            )
+        ).training(
+            learner_class=MultiTaskPPOLearner,
+            learner_config_dict={
+                "combiner": cfg.model.combiner,
+                "combiner_params": dict(cfg.model.combiner_params),
+                "num_tasks": num_tasks,
+            },
+        )
+    return ppo
 
 
 def iteration_metrics(result: dict[str, Any]) -> dict[str, float]:

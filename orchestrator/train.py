@@ -16,7 +16,14 @@ import mlflow
 import yaml
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import ExperimentConfig, build_scheduler, flatten, load_config, resolve_task_space
+from orchestrator.config import (
+    ExperimentConfig,
+    build_scheduler,
+    flatten,
+    load_config,
+    resolve_item_names,
+    resolve_task_space,
+)
 from orchestrator.progress import TrainingProgress, console, task_table
 from orchestrator.tracking import (
     CONFIG_ARTIFACT,
@@ -111,7 +118,7 @@ def run_training(
 
     task_space = resolve_task_space(cfg)
     # Building the scheduler here too catches bad curriculum params before Ray starts.
-    build_scheduler(cfg, task_space.names, task_space.names)
+    build_scheduler(cfg, task_space.names, resolve_item_names(cfg))
 
     mlflow.set_tracking_uri(tracking_uri)
     if run_path is None:
@@ -186,7 +193,7 @@ def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: Trai
     if state.checkpoint:
         # Policy and curriculum go back to the same moment: the last full checkpoint.
         shutil.copyfile(Path(state.checkpoint) / "curriculum.pkl", live_ckpt)
-    scheduler = build_scheduler(cfg, task_space.names, task_space.names)
+    scheduler = build_scheduler(cfg, task_space.names, resolve_item_names(cfg))
     actor_name = f"curriculum-{state.mlflow_run_id}"
     actor = start_curriculum_actor(
         scheduler,
