@@ -1,0 +1,267 @@
+"""The CurriculumActor: one curriculum scheduler served to every environment runner.
+
+Wrappers inside the EnvRunners send `EpisodeOutcomes` batches fire-and-forget
+(`report`) and pull the versioned distribution now and then (`distribution`);
+the driver reads `metrics()` once per iteration. The actor saves its state to
+`checkpoint_path` every N reports or S seconds and loads it again when Ray
+restarts it (`max_restarts`), so a crash loses at most the outcomes since the
+last save.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError
+
+from curricula import Curriculum, CurriculumDistribution, EpisodeOutcomes, build_curriculum
+
+__all__ = ["CurriculumActor", "ActorCurriculumClient", "start_curriculum_actor", "CHECKPOINT_FORMAT"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+# After a restore the version jumps by this much, so a number that a wrapper
+# saw before the crash (but that the checkpoint predates) is never reused.
+VERSION_GAP_AFTER_RESTORE = 1 << 20
+
+
+def _build(scheduler: Curriculum | dict[str, Any]) -> Curriculum:
+    if isinstance(scheduler, Curriculum):
+        return scheduler
+    if isinstance(scheduler, dict):
+        params = dict(scheduler)
+        try:
+            kind, task_names = params.pop("kind"), params.pop("task_names")
+        except KeyError as missing:
+            raise ValueError(f"scheduler settings need {missing}; got keys {sorted(scheduler)}") from None
+        return build_curriculum(kind, task_names, params.pop("item_names", None), **params)
+    raise TypeError(
+        f"scheduler must be a curricula.Curriculum or a dict of build_curriculum arguments, got {type(scheduler).__name__}"
+    )
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CurriculumActor:
+    """Wraps one scheduler; run it with `start_curriculum_actor` (a plain class, so it also works in-process).
+
+    Args:
+        scheduler: a `Curriculum`, or a dict ``{"kind", "task_names", "item_names", **params}``.
+        checkpoint_path: file the state is saved to and restored from (None = no checkpoints).
+        checkpoint_every_reports: save after this many `report` calls...
+        checkpoint_every_seconds: ...or when this long has passed since the last save.
+    """
+
+    def __init__(
+        self,
+        scheduler: Curriculum | dict[str, Any],
+        checkpoint_path: str | None = None,
+        checkpoint_every_reports: int = 100,
+        checkpoint_every_seconds: float = 30.0,
+    ) -> None:
+        self.scheduler = _build(scheduler)
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.checkpoint_every_reports = int(checkpoint_every_reports)
+        self.checkpoint_every_seconds = float(checkpoint_every_seconds)
+        self.reports = 0
+        self.rejected_reports = 0
+        self.last_rejection: str | None = None
+        self.checkpoints_saved = 0
+        self.restored_from: str | None = None
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            self.load_checkpoint(str(self.checkpoint_path))
+        self._reports_since_save = 0
+        self._last_save = time.monotonic()
+
+    def ready(self) -> bool:
+        """Returns once the actor is constructed (and restored)."""
+        return True
+
+    def report(self, outcomes: EpisodeOutcomes) -> int:
+        """Absorb a batch. A rejected batch raises ValueError and changes nothing. Returns its size."""
+        try:
+            self.scheduler.update(outcomes)
+        except ValueError as err:
+            self.rejected_reports += 1
+            self.last_rejection = str(err)
+            raise
+        self.reports += 1
+        self._reports_since_save += 1
+        if self.checkpoint_path is not None and (
+            self._reports_since_save >= self.checkpoint_every_reports
+            or time.monotonic() - self._last_save >= self.checkpoint_every_seconds
+        ):
+            self.save_checkpoint()
+        return len(outcomes)
+
+    def distribution(self, known_version: int = -1) -> CurriculumDistribution | None:
+        """The current distribution, or None when its version equals `known_version`."""
+        distribution = self.scheduler.distribution()
+        return None if distribution.version == known_version else distribution
+
+    def evaluation_due(self) -> bool:
+        """With success_source="evaluation": whether the driver should run an evaluation round."""
+        return self.scheduler.evaluation_due
+
+    def metrics(self) -> dict[str, float]:
+        """The scheduler's metrics plus the actor's own counters (under actor/)."""
+        metrics = self.scheduler.metrics()
+        metrics["actor/reports"] = float(self.reports)
+        metrics["actor/rejected_reports"] = float(self.rejected_reports)
+        metrics["actor/checkpoints_saved"] = float(self.checkpoints_saved)
+        metrics["actor/restored"] = float(self.restored_from is not None)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state)
+
+    def save_checkpoint(self, path: str | None = None) -> str:
+        """Write the scheduler state (pickle, atomically) to `path` or the checkpoint path; returns it."""
+        target = Path(path) if path is not None else self.checkpoint_path
+        if target is None:
+            raise ValueError("save_checkpoint: no path given and the actor has no checkpoint_path")
+        payload = {"format": CHECKPOINT_FORMAT, "kind": self.scheduler.kind, "state": self.scheduler.state_dict()}
+        _write_atomically(target, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        if path is None or target == self.checkpoint_path:
+            self._reports_since_save = 0
+            self._last_save = time.monotonic()
+        self.checkpoints_saved += 1
+        return str(target)
+
+    def load_checkpoint(self, path: str) -> None:
+        """Restore from a file written by `save_checkpoint`."""
+        with open(path, "rb") as f:
+            payload = pickle.load(f)
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a curriculum checkpoint (format {CHECKPOINT_FORMAT})")
+        if payload["kind"] != self.scheduler.kind:
+            log.warning("checkpoint %s was written by a %s curriculum; loading into %s", path, payload["kind"], self.scheduler.kind)
+        self.scheduler.load_state_dict(payload["state"])
+        self.scheduler.skip_versions(VERSION_GAP_AFTER_RESTORE)
+        self.restored_from = str(path)
+
+
+def start_curriculum_actor(
+    scheduler: Curriculum | dict[str, Any],
+    name: str = "curriculum",
+    namespace: str | None = None,
+    checkpoint_path: str | None = None,
+    max_restarts: int = 3,
+    checkpoint_every_reports: int = 100,
+    checkpoint_every_seconds: float = 30.0,
+    num_cpus: float = 0,
+) -> "ray.actor.ActorHandle":
+    """Start the named CurriculumActor and wait until it is up (restored from `checkpoint_path` if present).
+
+    Calls are retried across restarts (`max_task_retries=-1`), so a report sent
+    while the actor restarts is applied once it is back. It needs no CPU of its
+    own by default (`num_cpus=0`) so it never competes with EnvRunners for slots.
+    """
+    remote_cls = ray.remote(CurriculumActor)
+    handle = remote_cls.options(
+        name=name,
+        namespace=namespace,
+        max_restarts=max_restarts,
+        max_task_retries=-1 if max_restarts != 0 else 0,
+        num_cpus=num_cpus,
+    ).remote(scheduler, checkpoint_path, checkpoint_every_reports, checkpoint_every_seconds)
+    ray.get(handle.ready.remote())
+    return handle
+
+
+class ActorCurriculumClient:
+    """`CurriculumClient` for the actor: never blocks in `report` or `poll`.
+
+    Reports are sent fire-and-forget; at most `max_in_flight_reports` are
+    outstanding, beyond that outcomes queue locally and go out joined with the
+    next send. Finished report calls are checked with ``ray.wait(timeout=0)`` so
+    a rejected batch surfaces here as an error instead of vanishing. `poll`
+    keeps one distribution request in flight and returns its answer once ready.
+    """
+
+    def __init__(self, handle: "ray.actor.ActorHandle", max_in_flight_reports: int = 8) -> None:
+        self.handle = handle
+        self.max_in_flight_reports = int(max_in_flight_reports)
+        self._reports: list[ray.ObjectRef] = []
+        self._backlog: list[EpisodeOutcomes] = []
+        self._distribution_ref: ray.ObjectRef | None = None
+
+    @classmethod
+    def from_name(cls, name: str = "curriculum", namespace: str | None = None, **kwargs: Any) -> "ActorCurriculumClient":
+        """Look the actor up by name (how EnvRunners find it)."""
+        return cls(ray.get_actor(name, namespace=namespace), **kwargs)
+
+    def __reduce__(self):
+        # In-flight references belong to this process; a copy starts clean.
+        return (ActorCurriculumClient, (self.handle, self.max_in_flight_reports))
+
+    def _reap(self) -> None:
+        if not self._reports:
+            return
+        ready, self._reports = ray.wait(self._reports, num_returns=len(self._reports), timeout=0)
+        for ref in ready:
+            ray.get(ref)  # re-raises a rejection (ValueError) from the actor
+
+    def report(self, outcomes: EpisodeOutcomes) -> None:
+        self._reap()
+        if len(self._reports) >= self.max_in_flight_reports:
+            self._backlog.append(outcomes)
+            return
+        if self._backlog:
+            self._backlog.append(outcomes)
+            outcomes = EpisodeOutcomes.concat(self._backlog)
+            self._backlog = []
+        self._reports.append(self.handle.report.remote(outcomes))
+
+    def poll(self, known_version: int) -> CurriculumDistribution | None:
+        ref = self._distribution_ref
+        if ref is None:
+            self._distribution_ref = self.handle.distribution.remote(known_version)
+            return None
+        ready, _ = ray.wait([ref], timeout=0)
+        if not ready:
+            return None
+        result = ray.get(ref)
+        self._distribution_ref = self.handle.distribution.remote(
+            result.version if result is not None else known_version
+        )
+        return result if result is not None and result.version != known_version else None
+
+    def fetch(self, known_version: int = -1, timeout_s: float = 10.0) -> CurriculumDistribution | None:
+        """Blocking request (only for a wrapper's first copy); None on timeout."""
+        try:
+            return ray.get(self.handle.distribution.remote(known_version), timeout=timeout_s)
+        except GetTimeoutError:
+            log.warning("curriculum actor did not answer within %.1fs; sampling uniformly for now", timeout_s)
+            return None
+
+    def flush(self, timeout_s: float | None = 30.0) -> None:
+        """Send queued outcomes and wait (up to `timeout_s`) until the actor has absorbed every report."""
+        if self._backlog:
+            outcomes = EpisodeOutcomes.concat(self._backlog)
+            self._backlog = []
+            self._reports.append(self.handle.report.remote(outcomes))
+        if self._reports:
+            ray.wait(self._reports, num_returns=len(self._reports), timeout=timeout_s)
+        self._reap()
