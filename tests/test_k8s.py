@@ -1,0 +1,622 @@
+"""Offline checks of the Kubernetes deployment in k8s/ (issue 7).
+
+Every overlay is rendered with `kubectl kustomize` and each rendered object is
+validated: core kinds against the Kubernetes JSON schemas shipped by
+`kubernetes-validate`, RayCluster / RayJob against the KubeRay v1 JSON Schemas in
+k8s/schemas/ (and their pod templates against the Kubernetes PodTemplate schema).
+Then the manifests are checked against the rest of the repository: the config each
+RayJob trains exists and loads, the image's Ray and MLflow versions are the pinned
+ones, the GPU learner group matches the config's learners, every container has
+requests and limits, and nothing is exposed outside the cluster.
+
+No cluster, registry or network is needed; without kubectl the rendering tests skip.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import referencing
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+K8S = REPO / "k8s"
+OVERLAYS = ("cpu-dev", "gpu", "gpu-postgres-s3")
+# Oldest Kubernetes minor still commonly run, and the newest the package ships.
+K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
+RAY_WORKING_DIR = "/home/ray/mto"  # the image's WORKDIR and the RayJob runtime env's working_dir
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(
+    KUBECTL is None,
+    reason="kubectl is not on PATH; it renders the kustomize overlays (`kubectl kustomize DIR`). "
+    "Install kubectl to run the k8s manifest tests.",
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def pinned_version(package: str) -> str:
+    """The `==` version of `package` in pyproject.toml's dependencies."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        m = re.fullmatch(rf"{re.escape(package)}(\[[^\]]*\])?==([0-9][0-9.]*)", dep.replace(" ", ""))
+        if m:
+            return m.group(2)
+    raise AssertionError(f"pyproject.toml pins no '{package}==X' dependency; found {deps}")
+
+
+def python_tag() -> str:
+    """`py311` from requires-python `>=3.11,<3.12`."""
+    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    m = re.search(r">=\s*3\.(\d+)", spec)
+    assert m, f"requires-python {spec!r} has no lower bound 3.X"
+    return f"py3{m.group(1)}"
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize DIR`, parsed; the error names the directory on failure."""
+    proc = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {directory} failed:\n{proc.stderr}")
+    return [obj for obj in yaml.safe_load_all(proc.stdout) if obj]
+
+
+def name_of(obj: dict[str, Any]) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def ray_cluster_specs(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, RayClusterSpec) for a RayCluster or a RayJob that creates its cluster."""
+    if obj["kind"] == "RayCluster":
+        yield name_of(obj), obj["spec"]
+    elif obj["kind"] == "RayJob" and "rayClusterSpec" in obj["spec"]:
+        yield f"{name_of(obj)}.rayClusterSpec", obj["spec"]["rayClusterSpec"]
+
+
+def pod_templates(obj: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, pod template) for every pod an object creates."""
+    if obj["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
+        yield name_of(obj), obj["spec"]["template"]
+    for where, spec in ray_cluster_specs(obj):
+        yield f"{where}.headGroupSpec", spec["headGroupSpec"]["template"]
+        for group in spec.get("workerGroupSpecs", []):
+            yield f"{where}.workerGroupSpecs[{group['groupName']}]", group["template"]
+    if obj["kind"] == "RayJob" and "submitterPodTemplate" in obj["spec"]:
+        # Without one, KubeRay's default submitter pod has requests and limits.
+        yield f"{name_of(obj)}.submitterPodTemplate", obj["spec"]["submitterPodTemplate"]
+
+
+def containers(template: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = template["spec"]
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+_QUANTITY = re.compile(r"^([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_FACTOR = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity(value: str | int | float) -> float:
+    """A Kubernetes resource quantity as a number: '500m' -> 0.5, '2Gi' -> 2147483648."""
+    m = _QUANTITY.match(str(value))
+    assert m, f"not a resource quantity: {value!r}"
+    return float(m.group(1)) * _FACTOR[m.group(2)]
+
+
+def ray_pin_from_tag(image: str) -> str:
+    tag = image.rsplit(":", 1)[-1]
+    m = re.fullmatch(r"ray([0-9.]+)-(py3\d+)-(cpu|gpu)", tag)
+    assert m, f"image {image!r}: tag should read ray<version>-py3XX-<cpu|gpu>"
+    return m.group(1)
+
+
+def gpus(template: dict[str, Any]) -> float:
+    """GPUs one pod of this template gets (its limits, which is what the scheduler grants)."""
+    return sum(quantity(c.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", 0)) for c in containers(template))
+
+
+def cpus(template: dict[str, Any]) -> float:
+    return sum(quantity(c.get("resources", {}).get("limits", {}).get("cpu", 0)) for c in containers(template))
+
+
+# ----------------------------------------------- consistency checks on one RayJob
+
+
+def entrypoint_config(rayjob: dict[str, Any]) -> tuple[str, list[str]]:
+    """(config path, --set overrides) of a RayJob whose entrypoint is `mto train CONFIG ...`."""
+    argv = shlex.split(rayjob["spec"]["entrypoint"])
+    where = f"{name_of(rayjob)}: entrypoint {rayjob['spec']['entrypoint']!r}"
+    if argv[:2] != ["mto", "train"] or len(argv) < 3 or argv[2].startswith("-"):
+        raise AssertionError(f"{where}: expected `mto train CONFIG [--set KEY=VALUE ...]`")
+    overrides: list[str] = []
+    rest = argv[3:]
+    while rest:
+        flag = rest.pop(0)
+        if flag == "--set" and rest:
+            overrides.append(rest.pop(0))
+        elif flag.startswith("--set="):
+            overrides.append(flag.removeprefix("--set="))
+        elif flag == "--resume" and rest:
+            rest.pop(0)
+        else:
+            raise AssertionError(f"{where}: unexpected argument {flag!r}")
+    return argv[2], overrides
+
+
+def load_entrypoint_config(rayjob: dict[str, Any], root: Path = REPO):
+    """The `ExperimentConfig` a RayJob trains; AssertionError naming the file and field if it does not load."""
+    from orchestrator.config import ConfigError, load_config
+
+    path, overrides = entrypoint_config(rayjob)
+    try:
+        return load_config(root / path, overrides)
+    except ConfigError as err:
+        raise AssertionError(f"{name_of(rayjob)} trains {path}, which does not load:\n{err}") from None
+
+
+def check_learner_gpus(rayjob: dict[str, Any], cfg) -> None:
+    """GPU pods x GPUs per pod must equal rl.num_learners x rl.num_gpus_per_learner.
+
+    With rl.num_learners == 0 RLlib learns in the driver, which runs on the head,
+    so then the head must carry rl.num_gpus_per_learner GPUs and the workers none.
+    """
+    spec = rayjob["spec"]["rayClusterSpec"]
+    rl = cfg.rl
+    worker_gpus = 0.0
+    for group in spec.get("workerGroupSpecs", []):
+        per_pod = gpus(group["template"])
+        if per_pod:
+            replicas = group.get("replicas", 0)
+            if not group.get("minReplicas", 0) == replicas == group.get("maxReplicas", 0):
+                raise AssertionError(
+                    f"{name_of(rayjob)}: GPU group '{group['groupName']}' should be pinned "
+                    f"(minReplicas = replicas = maxReplicas) so learners never wait for, or lose, a GPU; "
+                    f"got {group.get('minReplicas', 0)}/{replicas}/{group.get('maxReplicas', 0)}"
+                )
+            worker_gpus += replicas * per_pod
+    head_gpus = gpus(spec["headGroupSpec"]["template"])
+    path = entrypoint_config(rayjob)[0]
+    if rl.num_learners == 0:
+        wanted_head, wanted_workers = math.ceil(rl.num_gpus_per_learner), 0
+    else:
+        wanted_head, wanted_workers = 0, math.ceil(rl.num_learners * rl.num_gpus_per_learner)
+    if worker_gpus != wanted_workers or head_gpus < wanted_head:
+        raise AssertionError(
+            f"{name_of(rayjob)}: worker GPU groups provide {worker_gpus:g} GPU(s) and the head {head_gpus:g}, "
+            f"but {path} asks for rl.num_learners={rl.num_learners} x "
+            f"rl.num_gpus_per_learner={rl.num_gpus_per_learner:g} "
+            f"(= {wanted_workers} on workers, {wanted_head} on the head)"
+        )
+
+
+def check_env_runner_cpus(rayjob: dict[str, Any], cfg) -> None:
+    """The CPU groups can grow to hold every EnvRunner."""
+    spec = rayjob["spec"]["rayClusterSpec"]
+    capacity = sum(
+        g.get("maxReplicas", 0) * cpus(g["template"])
+        for g in spec.get("workerGroupSpecs", [])
+        if not gpus(g["template"])
+    )
+    wanted = cfg.rl.num_env_runners * cfg.rl.num_cpus_per_env_runner
+    if capacity < wanted:
+        raise AssertionError(
+            f"{name_of(rayjob)}: CPU worker groups hold at most {capacity:g} CPUs, "
+            f"but {entrypoint_config(rayjob)[0]} runs {cfg.rl.num_env_runners} EnvRunners x "
+            f"{cfg.rl.num_cpus_per_env_runner:g} CPU"
+        )
+
+
+# ------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    """Every overlay (and the base) rendered once for the module."""
+    if KUBECTL is None:
+        pytest.skip("kubectl is not on PATH; it renders the kustomize overlays")
+    out = {name: render(K8S / "overlays" / name) for name in OVERLAYS}
+    out["base"] = render(K8S / "base")
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_validators() -> dict[str, jsonschema.protocols.Validator]:
+    """Draft 2020-12 validators for RayCluster and RayJob, with cross-file $refs resolved."""
+    schemas = {kind: json.loads((K8S / "schemas" / f"{kind.lower()}.schema.json").read_text())
+               for kind in ("RayCluster", "RayJob")}
+    registry = referencing.Registry().with_resources(
+        (s["$id"], referencing.Resource.from_contents(s)) for s in schemas.values()
+    )
+    for s in schemas.values():
+        jsonschema.Draft202012Validator.check_schema(s)
+    return {kind: jsonschema.Draft202012Validator(s, registry=registry) for kind, s in schemas.items()}
+
+
+def objects(rendered, overlay: str, kind: str) -> list[dict[str, Any]]:
+    return [o for o in rendered[overlay] if o["kind"] == kind]
+
+
+ALL = (*OVERLAYS, "base")
+
+
+# --------------------------------------------------------------------------- tests
+
+
+@needs_kubectl
+def test_overlays_render_the_expected_objects(rendered):
+    for overlay in ALL:
+        kinds = sorted(name_of(o) for o in rendered[overlay])
+        assert "RayCluster/mto" in kinds and "RayJob/mto-train" in kinds, (overlay, kinds)
+        assert {"Deployment/mlflow", "Service/mlflow"} <= set(kinds), (overlay, kinds)
+        if overlay != "base":
+            assert {o["metadata"].get("namespace") for o in rendered[overlay]} == {"mto"}, overlay
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_core_objects_match_kubernetes_schemas(rendered, overlay, version):
+    for obj in rendered[overlay]:
+        if obj["apiVersion"].startswith("ray.io/"):
+            # Pod templates inside Ray objects are plain Kubernetes: check them as PodTemplates.
+            for where, template in pod_templates(obj):
+                pod_template = {"apiVersion": "v1", "kind": "PodTemplate",
+                                "metadata": {"name": "check"}, "template": template}
+                try:
+                    kubernetes_validate.validate(pod_template, version, strict=True)
+                except kubernetes_validate.ValidationError as err:
+                    pytest.fail(f"{overlay}: {where}: {'.'.join(map(str, err.path))}: {err.message}")
+            continue
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            pytest.fail(f"{overlay}: {name_of(obj)}: {'.'.join(map(str, err.path))}: {err.message}")
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_ray_objects_match_kuberay_schemas(rendered, ray_validators, overlay):
+    ray_objects = [o for o in rendered[overlay] if o["apiVersion"].startswith("ray.io/")]
+    assert ray_objects
+    for obj in ray_objects:
+        assert obj["kind"] in ray_validators, f"{overlay}: no schema in k8s/schemas for {obj['kind']}"
+        errors = sorted(ray_validators[obj["kind"]].iter_errors(obj), key=lambda e: list(e.path))
+        assert not errors, f"{overlay}: {name_of(obj)}:\n" + "\n".join(
+            f"  {'.'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in errors
+        )
+        for where, spec in ray_cluster_specs(obj):
+            for group in spec.get("workerGroupSpecs", []):
+                lo, n, hi = group.get("minReplicas", 0), group.get("replicas", 0), group.get("maxReplicas", 0)
+                assert lo <= n <= hi, f"{overlay}: {where} group {group['groupName']}: min {lo} <= replicas {n} <= max {hi}"
+            names = [g["groupName"] for g in spec.get("workerGroupSpecs", [])]
+            assert len(names) == len(set(names)), f"{overlay}: {where}: duplicate group names {names}"
+
+
+def _gpu_job(rendered) -> dict[str, Any]:
+    return copy.deepcopy(objects(rendered, "gpu", "RayJob")[0])
+
+
+BAD_RAY_OBJECTS = {
+    # A typo in a field name would be silently pruned by the API server.
+    "typo in workerGroupSpecs": lambda job: job["spec"]["rayClusterSpec"].update(
+        workerGroupSpec=job["spec"]["rayClusterSpec"].pop("workerGroupSpecs")),
+    # rayStartParams is map[string]string in the CRD.
+    "integer rayStartParams value": lambda job: job["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"].update(
+        {"num-cpus": 0}),
+    "ttl without shutdown": lambda job: job["spec"].update(shutdownAfterJobFinishes=False),
+    "unknown submissionMode": lambda job: job["spec"].update(submissionMode="K8sMode"),
+    "unknown auth mode": lambda job: job["spec"]["rayClusterSpec"]["authOptions"].update(mode="password"),
+    "negative replicas": lambda job: job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(replicas=-1),
+    "cluster spec and selector": lambda job: job["spec"].update(clusterSelector={"ray.io/cluster": "mto"}),
+    "group name with capitals": lambda job: job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(groupName="GPU"),
+}
+
+
+@needs_kubectl
+@pytest.mark.parametrize("mistake", sorted(BAD_RAY_OBJECTS))
+def test_kuberay_schemas_reject_mistakes(rendered, ray_validators, mistake):
+    job = _gpu_job(rendered)
+    assert ray_validators["RayJob"].is_valid(job)
+    BAD_RAY_OBJECTS[mistake](job)
+    assert not ray_validators["RayJob"].is_valid(job), mistake
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_every_container_has_requests_and_limits(rendered, overlay):
+    for obj in rendered[overlay]:
+        for where, template in pod_templates(obj):
+            for c in containers(template):
+                res = c.get("resources", {})
+                for kind in ("requests", "limits"):
+                    missing = {"cpu", "memory"} - set(res.get(kind, {}))
+                    assert not missing, f"{overlay}: {where} container {c['name']}: no {kind} for {sorted(missing)}"
+                for resource, limit in res["limits"].items():
+                    request = res["requests"].get(resource, limit)
+                    assert quantity(request) <= quantity(limit), f"{overlay}: {where}: {resource} request > limit"
+                    if resource == "nvidia.com/gpu":
+                        # Extended resources cannot be overcommitted: request must equal limit.
+                        assert quantity(request) == quantity(limit), f"{overlay}: {where}: GPU request != limit"
+        for where, spec in ray_cluster_specs(obj):
+            if spec.get("enableInTreeAutoscaling"):
+                res = spec.get("autoscalerOptions", {}).get("resources", {})
+                assert set(res) == {"requests", "limits"}, f"{overlay}: {where}: autoscaler container without requests/limits"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_nothing_is_exposed_outside_the_cluster(rendered, overlay):
+    exposed = ("LoadBalancer", "NodePort")
+    for obj in rendered[overlay]:
+        assert obj["kind"] not in ("Ingress", "Route", "Gateway", "HTTPRoute"), f"{overlay}: {name_of(obj)}"
+        if obj["kind"] == "Service":
+            assert obj["spec"].get("type", "ClusterIP") not in exposed, f"{overlay}: {name_of(obj)} is {obj['spec']['type']}"
+        for where, spec in ray_cluster_specs(obj):
+            head = spec["headGroupSpec"]
+            assert head.get("serviceType", "ClusterIP") not in exposed, f"{overlay}: {where} head service is {head['serviceType']}"
+            assert not head.get("enableIngress", False), f"{overlay}: {where} asks KubeRay for an Ingress"
+
+
+def test_dockerfile_builds_on_the_pinned_ray_and_mlflow():
+    text = (K8S / "Dockerfile").read_text()
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S*)", text, flags=re.M))
+    assert args["RAY_VERSION"] == pinned_version("ray"), "k8s/Dockerfile RAY_VERSION differs from pyproject.toml's ray pin"
+    assert args["PYTHON_TAG"] == python_tag(), "k8s/Dockerfile PYTHON_TAG differs from requires-python"
+    assert args["RAY_IMAGE_SUFFIX"].strip('"') == "", "the default image must be the CPU one"
+    assert args["MLFLOW_VERSION"] == pinned_version("mlflow"), "MLflow server and clients must be the same version"
+    stages = dict((name, base) for base, name in re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)", text, flags=re.M))
+    assert stages["app"] == "rayproject/ray:${RAY_VERSION}-${PYTHON_TAG}${RAY_IMAGE_SUFFIX}"
+    assert stages["minerl"] == "app" and stages["runtime"] == "app"
+    assert re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, flags=re.M)[-1] == "runtime", "default target is the app image"
+    minerl = text.split("AS minerl", 1)[1].split("\nFROM ", 1)[0]
+    assert "openjdk-8-jdk" in minerl and ".[minerl]" in minerl
+    assert f"WORKDIR {RAY_WORKING_DIR}" in text
+    for path in re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)\s", text, flags=re.M):
+        assert (REPO / path).exists() or path in ("pyproject.toml", "README.md"), f"Dockerfile copies missing {path}"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_images_and_ray_versions_match_the_pins(rendered, overlay):
+    ray_pin, mlflow_pin = pinned_version("ray"), pinned_version("mlflow")
+    for obj in rendered[overlay]:
+        for where, spec in ray_cluster_specs(obj):
+            assert spec["rayVersion"] == ray_pin, f"{overlay}: {where}.rayVersion {spec['rayVersion']} != pinned {ray_pin}"
+        if obj["apiVersion"].startswith("ray.io/"):
+            for where, template in pod_templates(obj):
+                for c in containers(template):
+                    assert ray_pin_from_tag(c["image"]) == ray_pin, f"{overlay}: {where}: {c['image']}"
+                    assert f"-{python_tag()}-" in c["image"], f"{overlay}: {where}: {c['image']}"
+    # One flavour per overlay, and the GPU one exactly where pods ask for GPUs.
+    images = {c["image"] for o in rendered[overlay] if o["apiVersion"].startswith("ray.io/")
+              for _, t in pod_templates(o) for c in containers(t)}
+    wants_gpu = any(gpus(t) for o in rendered[overlay] for _, t in pod_templates(o))
+    assert {i.rsplit("-", 1)[-1] for i in images} == {"gpu" if wants_gpu else "cpu"}, (overlay, images)
+    for dep in objects(rendered, overlay, "Deployment"):
+        image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image.endswith(f":mlflow{mlflow_pin}"), f"{overlay}: MLflow server image {image} is not MLflow {mlflow_pin}"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_ray_token_auth_comes_from_one_secret(rendered, overlay):
+    secret_names = set()
+    for obj in rendered[overlay]:
+        for where, spec in ray_cluster_specs(obj):
+            auth = spec.get("authOptions", {})
+            assert auth.get("mode") == "token", f"{overlay}: {where}: Ray token authentication is off"
+            secret_names.add(auth.get("secretName"))
+            major, minor, _ = map(int, spec["rayVersion"].split("."))
+            assert (major, minor) >= (2, 52), f"{overlay}: {where}: token auth needs Ray >= 2.52"
+    # Same Secret everywhere, so one token works for the RayCluster and every RayJob.
+    assert len(secret_names) == 1 and None not in secret_names, (overlay, secret_names)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_env_vars_set_a_value_or_a_reference(rendered, overlay):
+    for obj in rendered[overlay]:
+        for where, template in pod_templates(obj):
+            for c in containers(template):
+                for env in c.get("env", []):
+                    assert ("value" in env) != ("valueFrom" in env), f"{overlay}: {where}: env {env['name']}: {env}"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_rayjob_trains_a_config_that_loads(rendered, overlay):
+    expected = {"cpu-dev": "configs/quickstart.yaml", "gpu": "configs/simon_says_gpu.yaml",
+                "gpu-postgres-s3": "configs/simon_says_gpu.yaml", "base": "configs/quickstart.yaml"}
+    for job in objects(rendered, overlay, "RayJob"):
+        assert entrypoint_config(job)[0] == expected[overlay]
+        cfg = load_entrypoint_config(job)
+        assert cfg.run_dir == "/mnt/runs", "run folders must go to the mto-runs volume"
+        mounts = {m["mountPath"] for c in containers(job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"])
+                  for m in c.get("volumeMounts", [])}
+        assert cfg.run_dir in mounts, f"{overlay}: run_dir {cfg.run_dir} is not a volume on the head"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_gpu_learners_and_env_runners_fit_the_config(rendered, overlay):
+    for job in objects(rendered, overlay, "RayJob"):
+        cfg = load_entrypoint_config(job)
+        check_learner_gpus(job, cfg)
+        check_env_runner_cpus(job, cfg)
+        # The long-lived RayCluster of the same overlay can run the same training.
+        for cluster in objects(rendered, overlay, "RayCluster"):
+            spec = cluster["spec"]
+            gpu_capacity = sum(g["maxReplicas"] * gpus(g["template"]) for g in spec.get("workerGroupSpecs", []))
+            assert gpu_capacity >= math.ceil(cfg.rl.num_learners * cfg.rl.num_gpus_per_learner), overlay
+
+
+@needs_kubectl
+def test_gpu_overlay_runs_gpu_learners(rendered):
+    """Known answer: configs/simon_says_gpu.yaml has 1 learner x 1 GPU -> one 1-GPU pod."""
+    job = objects(rendered, "gpu", "RayJob")[0]
+    groups = {g["groupName"]: g for g in job["spec"]["rayClusterSpec"]["workerGroupSpecs"]}
+    cfg = load_entrypoint_config(job)
+    assert groups["gpu"]["replicas"] * gpus(groups["gpu"]["template"]) == cfg.rl.num_learners * cfg.rl.num_gpus_per_learner
+    assert cfg.rl.num_learners * cfg.rl.num_gpus_per_learner > 0
+    tolerations = groups["gpu"]["template"]["spec"]["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in tolerations
+    # cpu-dev has no GPU anywhere.
+    assert not any(gpus(t) for o in rendered["cpu-dev"] for _, t in pod_templates(o))
+
+
+@needs_kubectl
+def test_gpu_mismatch_is_reported_with_the_numbers(rendered):
+    job = _gpu_job(rendered)
+    cfg = load_entrypoint_config(job)
+    group = next(g for g in job["spec"]["rayClusterSpec"]["workerGroupSpecs"] if gpus(g["template"]))
+    group["replicas"] = group["minReplicas"] = group["maxReplicas"] = 3
+    with pytest.raises(AssertionError, match=r"provide 3 GPU.*simon_says_gpu\.yaml.*num_learners=1"):
+        check_learner_gpus(job, cfg)
+    group["minReplicas"] = 0
+    with pytest.raises(AssertionError, match="pinned"):
+        check_learner_gpus(job, cfg)
+
+
+def _job(entrypoint: str) -> dict[str, Any]:
+    return {"kind": "RayJob", "metadata": {"name": "t"}, "spec": {"entrypoint": entrypoint}}
+
+
+def test_a_config_that_does_not_load_fails_with_file_and_field(tmp_path):
+    bad = tmp_path / "configs" / "broken.yaml"
+    bad.parent.mkdir()
+    bad.write_text("name: broken\nrl:\n  num_learners: -1\n")
+    with pytest.raises(AssertionError) as info:
+        load_entrypoint_config(_job("mto train configs/broken.yaml"), root=tmp_path)
+    message = str(info.value)
+    assert "broken.yaml" in message and "rl.num_learners" in message, message
+
+
+def test_an_override_that_does_not_load_fails_with_the_field(tmp_path):
+    good = tmp_path / "configs" / "ok.yaml"
+    good.parent.mkdir()
+    good.write_text("name: ok\n")
+    assert load_entrypoint_config(_job("mto train configs/ok.yaml --set rl.num_learners=2"), root=tmp_path).rl.num_learners == 2
+    with pytest.raises(AssertionError, match=r"rl\.num_lerners"):
+        load_entrypoint_config(_job("mto train configs/ok.yaml --set rl.num_lerners=2"), root=tmp_path)
+
+
+def test_a_missing_config_or_other_command_fails(tmp_path):
+    with pytest.raises(AssertionError, match="nope.yaml"):
+        load_entrypoint_config(_job("mto train configs/nope.yaml"), root=tmp_path)
+    for entrypoint in ("python train.py", "mto eval configs/x.yaml", "mto train --set a=1", "mto train c.yaml --bogus"):
+        with pytest.raises(AssertionError, match="entrypoint"):
+            entrypoint_config(_job(entrypoint))
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_rayjob_tracks_into_the_in_cluster_mlflow(rendered, overlay):
+    from mlflow.server.security_utils import is_allowed_host_header
+
+    service = objects(rendered, overlay, "Service")
+    (mlflow_service,) = [s for s in service if s["metadata"]["name"] == "mlflow"]
+    (deployment,) = objects(rendered, overlay, "Deployment")
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert mlflow_service["spec"]["selector"].items() <= pod_labels.items(), "Service selects no MLflow pod"
+    server_env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    allowed = [h.strip() for h in server_env["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")]
+    namespace = mlflow_service["metadata"].get("namespace", "default")
+
+    for job in objects(rendered, overlay, "RayJob"):
+        runtime_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+        assert isinstance(runtime_env, dict), f"{overlay}: runtimeEnvYAML is not a mapping"
+        assert runtime_env["working_dir"] == RAY_WORKING_DIR
+        uri = urlparse(runtime_env["env_vars"]["MLFLOW_TRACKING_URI"])
+        assert uri.scheme == "http" and uri.hostname == "mlflow", uri
+        assert uri.port == mlflow_service["spec"]["ports"][0]["port"]
+        # MLflow's own Host-header check (DNS-rebinding protection) accepts in-cluster names...
+        for host in (uri.netloc, f"mlflow.{namespace}:{uri.port}", f"mlflow.{namespace}.svc.cluster.local:{uri.port}",
+                     "localhost:5000"):
+            assert is_allowed_host_header(allowed, host), f"{overlay}: MLflow would refuse Host {host}"
+        # ... and still refuses others.
+        assert not is_allowed_host_header(allowed, "attacker.example.com")
+    for cluster in objects(rendered, overlay, "RayCluster"):
+        for where, template in pod_templates(cluster):
+            env = {e["name"]: e.get("value") for c in containers(template) for e in c.get("env", [])}
+            assert env.get("MLFLOW_TRACKING_URI") == "http://mlflow:5000", f"{overlay}: {where}"
+
+
+@needs_kubectl
+def test_postgres_s3_overlay_reads_stores_from_a_secret(rendered):
+    (deployment,) = objects(rendered, "gpu-postgres-s3", "Deployment")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    for name in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-store", name
+    assert "mlflow-data" not in {o["metadata"]["name"] for o in objects(rendered, "gpu-postgres-s3", "PersistentVolumeClaim")}
+    # The default keeps SQLite on the volume.
+    (default,) = objects(rendered, "gpu", "Deployment")
+    env = {e["name"]: e for e in default["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"].startswith("sqlite:////mlflow/")
+
+
+@pytest.mark.slow
+@needs_kubectl
+def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
+    """Run the real `mlflow server` with the Deployment's args and env (SQLite in tmp)
+    and talk to it with the Host headers in-cluster clients send."""
+    import os
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    (deployment,) = objects(rendered, "cpu-dev", "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = dict(os.environ)
+    for e in container["env"]:
+        env[e["name"]] = e["value"].replace("/mlflow/", f"{tmp_path}/")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [a for a in container["args"]]
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    mlflow_bin = Path(shutil.which("mlflow") or Path(os.sys.executable).with_name("mlflow"))
+    proc = subprocess.Popen([str(mlflow_bin), "server", *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def get(host: str) -> int:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1",
+                                         headers={"Host": host})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+        assert get("mlflow:5000") == 200
+        assert get("mlflow.mto.svc.cluster.local:5000") == 200
+        assert get("attacker.example.com") == 403
+        assert (tmp_path / "mlflow.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
