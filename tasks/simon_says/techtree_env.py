@@ -1,0 +1,354 @@
+"""The techtree backend: symbolic Minecraft, N environments stepped with whole-array numpy ops.
+
+State per sub-env: inventory counts, the blocks nearby (counts per block type), the level
+(surface / underground / deep), whether a crafting table / furnace is nearby, furnace fuel
+left and the step count. Actions form one flat ``Discrete`` index (see ``action_names``):
+
+  explore                   move on: the blocks nearby are redrawn for the current level;
+                            a placed table / furnace is left behind
+  descend / ascend          change level (descending digs: it needs any pickaxe)
+  mine:<block>              mine one nearby block of that type, if the held tools can
+                            harvest it (minecraft-data ``harvestTools``); yields its drops
+  place:crafting_table|furnace   put one from the inventory down nearby
+  craft:<recipe>            minecraft-data recipe; 3x3 recipes need a table nearby
+  smelt:<input>             needs a furnace nearby and fuel in the inventory
+
+Actions whose preconditions fail do nothing, which keeps the real game's long chains of
+prerequisites: a random policy gets logs but (essentially) never diamonds.
+Tools never wear out; mobs, hunger and farming are not modelled.
+
+``TechTreeCore`` holds the arrays; ``SimonSaysVectorEnv`` / ``SimonSaysEnv`` (gymnasium)
+add autoreset, task sampling and the info dict on top of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.simon_says import counter_rng, game_facts
+from tasks.simon_says.techtree_data import CRAFTING_TABLE, FURNACE, TechTree
+
+NEARBY_SLOTS = 8  # blocks visible after each move
+STACK = 64.0  # inventory counts are observed as min(count, 64) / 64
+FUEL_UNIT = 4  # fuel is counted in quarters of one smelted item (a stick smelts 0.5)
+_LOOKUP_BITS = 12  # block draws: a 4096-entry table per level indexed by random bits
+
+# action kinds
+EXPLORE, DESCEND, ASCEND, MINE, PLACE, CRAFT, SMELT, NOOP = range(8)
+# random streams (independent draws from each env's counter-based stream)
+_STREAM_VIEW, _STREAM_DROP = 1, 2
+
+
+@dataclass(frozen=True)
+class ObservationLayout:
+    """Column ranges of the flat observation vector."""
+
+    task: slice
+    inventory: slice
+    nearby: slice
+    stations: slice  # [crafting table nearby, furnace nearby]
+    level: slice
+    time_left: slice
+    size: int
+
+
+def _layout(num_tasks: int, num_items: int, num_blocks: int) -> ObservationLayout:
+    edges = np.cumsum([0, num_tasks, num_items, num_blocks, 2, len(game_facts.LEVELS), 1])
+    s = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return ObservationLayout(*s, size=int(edges[-1]))
+
+
+class TechTreeCore:
+    """All sub-env state as arrays, with vectorised ``reset_envs`` and ``step``."""
+
+    def __init__(self, tree: TechTree, task_item_index: np.ndarray, num_envs: int, horizon: int) -> None:
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.tree = tree
+        self.num_envs = n = int(num_envs)
+        self.horizon = int(horizon)
+        self.task_item_index = np.asarray(task_item_index, dtype=np.int64)
+        items = tree.item_index()
+        self.num_items = ni = len(tree.item_names)
+        self._width = ni + 1  # one always-zero padding column (index ni) for ragged tables
+        blocks = tree.blocks
+        self.num_blocks = nb = len(blocks)
+        self.layout = _layout(len(self.task_item_index), ni, nb)
+        self._build_action_tables(items)
+        self._build_world_tables(items)
+
+        self.inventory = np.zeros((n, self._width), dtype=np.int32)
+        self.ever = np.zeros((n, self._width), dtype=bool)  # items obtained this episode
+        self.nearby = np.zeros((n, nb), dtype=np.int8)
+        self.level = np.zeros(n, dtype=np.int8)
+        self.table = np.zeros(n, dtype=bool)
+        self.furnace = np.zeros(n, dtype=bool)
+        self.fuel = np.zeros(n, dtype=np.int32)
+        self.t = np.zeros(n, dtype=np.int32)
+        self.task = np.zeros(n, dtype=np.int64)
+        self.goal = np.zeros(n, dtype=np.int64)
+        self.keys = counter_rng.env_keys(0, n)
+        self.counters = np.zeros(n, dtype=np.uint64)
+        self.obs = np.zeros((n, self.layout.size), dtype=np.float32)
+
+    # ----------------------------------------------------------------- tables
+    def _build_action_tables(self, items: dict[str, int]) -> None:
+        tree, pad = self.tree, self.num_items
+        names = ["explore", "descend", "ascend"]
+        kinds = [EXPLORE, DESCEND, ASCEND]
+        args = [0, 0, 0]
+        for b, blk in enumerate(tree.blocks):
+            names.append(f"mine:{blk.name}"); kinds.append(MINE); args.append(b)
+        for station in (CRAFTING_TABLE, FURNACE):
+            names.append(f"place:{station}"); kinds.append(PLACE); args.append(items[station])
+        for r, rec in enumerate(tree.recipes):
+            names.append(f"craft:{rec.name}"); kinds.append(CRAFT); args.append(r)
+        for s, (src, _, _) in enumerate(tree.smelting):
+            names.append(f"smelt:{src}"); kinds.append(SMELT); args.append(s)
+        self.action_names = tuple(names)
+        self.table_item = items[CRAFTING_TABLE]
+        # one extra NOOP action id (len(names)) used internally for envs that are resetting
+        self.action_kind = np.array(kinds + [NOOP], dtype=np.int8)
+        self.action_arg = np.array(args + [0], dtype=np.int64)
+
+        width = max(len(r.ingredients) for r in tree.recipes)
+        self.recipe_items = np.full((len(tree.recipes), width), pad, dtype=np.int64)
+        self.recipe_counts = np.zeros((len(tree.recipes), width), dtype=np.int32)
+        for r, rec in enumerate(tree.recipes):
+            for j, (name, count) in enumerate(rec.ingredients):
+                self.recipe_items[r, j], self.recipe_counts[r, j] = items[name], count
+        self.recipe_result = np.array([items[r.result] for r in tree.recipes], dtype=np.int64)
+        self.recipe_yield = np.array([r.count for r in tree.recipes], dtype=np.int32)
+        self.recipe_table = np.array([r.needs_table for r in tree.recipes], dtype=bool)
+        self.smelt_in = np.array([items[i] for i, _, _ in tree.smelting], dtype=np.int64)
+        self.smelt_out = np.array([items[o] for _, o, _ in tree.smelting], dtype=np.int64)
+        self.smelt_yield = np.array([c for _, _, c in tree.smelting], dtype=np.int32)
+        self.fuel_items = np.array([items[f] for f, _ in tree.fuels], dtype=np.int64)
+        self.fuel_value = np.array([round(v * FUEL_UNIT) for _, v in tree.fuels], dtype=np.int32)
+
+        # Tool capabilities as bits: bit 0 = bare hands (always), bit j = "holds one of
+        # tool set j" for each distinct harvestTools set (and "any pickaxe" for digging down).
+        tool_sets = sorted({blk.harvest_tools for blk in tree.blocks if blk.harvest_tools} | {tree.pickaxes},
+                           key=sorted)
+        if len(tool_sets) > 15:
+            raise ValueError("more than 15 distinct tool sets; widen the capability bitmask")
+        tools = sorted(set().union(*tool_sets) & set(items))
+        self.tool_items = np.array([items[t] for t in tools], dtype=np.int64)
+        self.tool_bits = np.array(
+            [sum(1 << (j + 1) for j, ts in enumerate(tool_sets) if t in ts) for t in tools], dtype=np.uint16)
+        self.block_needs = np.array(
+            [1 << (tool_sets.index(blk.harvest_tools) + 1) if blk.harvest_tools else 1 for blk in tree.blocks],
+            dtype=np.uint16)
+        self.pickaxe_bit = np.uint16(1 << (tool_sets.index(tree.pickaxes) + 1))
+
+    def _build_world_tables(self, items: dict[str, int]) -> None:
+        tree, pad = self.tree, self.num_items
+        width = max(len(b.drops) for b in tree.blocks)
+        self.drop_items = np.full((self.num_blocks, width), pad, dtype=np.int64)
+        self.drop_counts = np.zeros((self.num_blocks, width), dtype=np.int32)
+        # chance as a threshold on the top 32 random bits (chance 1 -> always below)
+        self.drop_threshold = np.zeros((self.num_blocks, width), dtype=np.uint64)
+        for b, blk in enumerate(tree.blocks):
+            for j, d in enumerate(blk.drops):
+                if d.item in items:
+                    self.drop_items[b, j], self.drop_counts[b, j] = items[d.item], d.count
+                    self.drop_threshold[b, j] = min(round(d.chance * 2**32), 2**32)
+        size = 1 << _LOOKUP_BITS
+        self.view_table = np.zeros((len(game_facts.LEVELS), size), dtype=np.int64)
+        for lv in range(len(game_facts.LEVELS)):
+            freq = np.array([blk.frequency[lv] for blk in tree.blocks])
+            # largest-remainder allocation of the 4096 table entries to blocks
+            share = freq / freq.sum() * size
+            counts = np.floor(share).astype(int)
+            counts[np.argsort(counts - share)[: size - counts.sum()]] += 1
+            self.view_table[lv] = np.repeat(np.arange(self.num_blocks), counts)
+
+    # ----------------------------------------------------------------- state
+    def seed(self, seed: int) -> None:
+        """Restart every sub-env's random stream (sub-env i gets seed + i)."""
+        self.keys = counter_rng.env_keys(seed, self.num_envs)
+        self.counters[:] = 0
+
+    def _redraw_view(self, idx: np.ndarray) -> None:
+        """Fill the nearby blocks of envs ``idx`` from their level's block table."""
+        if idx.size == 0:
+            return
+        words = counter_rng.draws(self.keys[idx], self.counters[idx], _STREAM_VIEW, NEARBY_SLOTS)
+        blocks = self.view_table[self.level[idx][:, None], (words >> np.uint64(64 - _LOOKUP_BITS)).astype(np.int64)]
+        rows = np.arange(idx.size)[:, None] * self.num_blocks
+        counts = np.bincount((rows + blocks).ravel(), minlength=idx.size * self.num_blocks)
+        self.nearby[idx] = counts.reshape(idx.size, self.num_blocks)
+        self.table[idx] = False
+        self.furnace[idx] = False
+        self.fuel[idx] = 0
+        lay = self.layout
+        self.obs[idx, lay.nearby] = self.nearby[idx] * np.float32(1.0 / NEARBY_SLOTS)
+        self.obs[idx, lay.stations] = 0.0
+        self.obs[idx, lay.level] = 0.0
+        self.obs[idx, lay.level.start + self.level[idx].astype(np.int64)] = 1.0
+
+    def reset_envs(self, idx: np.ndarray, tasks: np.ndarray) -> None:
+        """Start new episodes in sub-envs ``idx`` with goal tasks ``tasks``."""
+        if idx.size == 0:
+            return
+        self.inventory[idx] = 0
+        self.ever[idx] = False
+        self.level[idx] = 0
+        self.t[idx] = 0
+        self.task[idx] = tasks
+        self.goal[idx] = self.task_item_index[tasks]
+        lay = self.layout
+        self.obs[idx] = 0.0
+        self.obs[idx, lay.task.start + tasks] = 1.0
+        self.obs[idx, lay.time_left] = 1.0
+        self._redraw_view(idx)
+        self.counters[idx] += np.uint64(1)
+
+    # ----------------------------------------------------------------- step
+    def step(self, actions: np.ndarray, resetting: np.ndarray | None = None):
+        """Apply ``actions`` (one per env); envs flagged ``resetting`` do nothing.
+
+        Returns ``(reward, terminated, truncated, success, items_obtained)``.
+        """
+        n, ni, width = self.num_envs, self.num_items, self._width
+        act = np.asarray(actions, dtype=np.int64).reshape(n)
+        if act.size and (act.min() < 0 or act.max() >= len(self.action_names)):
+            bad = act[(act < 0) | (act >= len(self.action_names))][0]
+            raise ValueError(f"action {bad} out of range: expected 0..{len(self.action_names) - 1}")
+        if resetting is not None:
+            act = np.where(resetting, len(self.action_names), act)
+        kind = self.action_kind[act]
+        arg = self.action_arg[act]
+        inv = self.inventory.reshape(-1)
+        gained_env: list[np.ndarray] = []
+        gained_item: list[np.ndarray] = []
+        changed_env: list[np.ndarray] = []
+        changed_item: list[np.ndarray] = []
+
+        # --- craft: all ingredients present (and a table nearby for 3x3 recipes)
+        idx = np.flatnonzero(kind == CRAFT)
+        if idx.size:
+            r = arg[idx]
+            pos = idx[:, None] * width + self.recipe_items[r]
+            need = self.recipe_counts[r]
+            ok = (inv[pos] >= need).all(axis=1) & (self.table[idx] | ~self.recipe_table[r])
+            if ok.any():
+                idx, r, pos, need = idx[ok], r[ok], pos[ok], need[ok]
+                inv[pos] -= need
+                out = self.recipe_result[r]
+                inv[idx * width + out] += self.recipe_yield[r]
+                gained_env.append(idx); gained_item.append(out)
+                changed_env.append(np.repeat(idx, pos.shape[1])); changed_item.append(self.recipe_items[r].ravel())
+
+        # --- mine: a block of that type nearby, and a tool that can harvest it
+        idx = np.flatnonzero(kind == MINE)
+        if idx.size:
+            b = arg[idx]
+            vpos = idx * self.num_blocks + b
+            ok = self.nearby.reshape(-1)[vpos] > 0
+            ok &= (self._capabilities(idx) & self.block_needs[b]) != 0
+            if ok.any():
+                idx, b, vpos = idx[ok], b[ok], vpos[ok]
+                self.nearby.reshape(-1)[vpos] -= 1
+                self.obs[idx, self.layout.nearby.start + b] = self.nearby.reshape(-1)[vpos] * np.float32(
+                    1.0 / NEARBY_SLOTS)
+                words = counter_rng.draws(self.keys[idx], self.counters[idx], _STREAM_DROP, self.drop_items.shape[1])
+                hit = (words >> np.uint64(32)) < self.drop_threshold[b]
+                count = np.where(hit, self.drop_counts[b], 0)
+                items = self.drop_items[b]
+                rows = np.repeat(idx, items.shape[1])
+                flat_items, flat_count = items.ravel(), count.ravel()
+                inv[rows * width + flat_items] += flat_count  # drops of one block are distinct items
+                got = flat_count > 0
+                gained_env.append(rows[got]); gained_item.append(flat_items[got])
+
+        # --- smelt: furnace nearby, the input, and fuel left or a fuel item to burn
+        idx = np.flatnonzero(kind == SMELT)
+        if idx.size:
+            s = arg[idx]
+            ok = self.furnace[idx] & (inv[idx * width + self.smelt_in[s]] > 0)
+            has_fuel = inv[idx[:, None] * width + self.fuel_items] > 0
+            first = has_fuel.argmax(axis=1)
+            need_burn = self.fuel[idx] < FUEL_UNIT
+            ok &= ~need_burn | has_fuel.any(axis=1)
+            if ok.any():
+                idx, s, first, need_burn = idx[ok], s[ok], first[ok], need_burn[ok]
+                burn_env, burn_item = idx[need_burn], self.fuel_items[first[need_burn]]
+                inv[burn_env * width + burn_item] -= 1
+                self.fuel[burn_env] += self.fuel_value[first[need_burn]]
+                self.fuel[idx] -= FUEL_UNIT
+                inv[idx * width + self.smelt_in[s]] -= 1
+                out = self.smelt_out[s]
+                inv[idx * width + out] += self.smelt_yield[s]
+                gained_env.append(idx); gained_item.append(out)
+                changed_env += [burn_env, idx]; changed_item += [burn_item, self.smelt_in[s]]
+
+        # --- place a crafting table / furnace from the inventory
+        idx = np.flatnonzero(kind == PLACE)
+        if idx.size:
+            item = arg[idx]
+            is_table = item == self.table_item
+            already = np.where(is_table, self.table[idx], self.furnace[idx])
+            ok = (inv[idx * width + item] > 0) & ~already
+            if ok.any():
+                idx, item, is_table = idx[ok], item[ok], is_table[ok]
+                inv[idx * width + item] -= 1
+                self.table[idx[is_table]] = True
+                self.furnace[idx[~is_table]] = True
+                self.obs[idx, self.layout.stations.start + (~is_table).astype(np.int64)] = 1.0
+                changed_env.append(idx); changed_item.append(item)
+
+        # --- move: explore (same level), descend (needs a pickaxe), ascend
+        idx = np.flatnonzero(kind == DESCEND)
+        if idx.size:
+            ok = (self.level[idx] < len(game_facts.LEVELS) - 1) & ((self._capabilities(idx) & self.pickaxe_bit) != 0)
+            self.level[idx[ok]] += 1
+        move = kind == EXPLORE
+        if idx.size:
+            move[idx[ok]] = True
+        idx = np.flatnonzero(kind == ASCEND)
+        if idx.size:
+            ok = self.level[idx] > 0
+            self.level[idx[ok]] -= 1
+            move[idx[ok]] = True
+        self._redraw_view(np.flatnonzero(move))
+
+        # --- bookkeeping: first-time items, success, observation of changed counts
+        obtained = np.zeros((n, ni), dtype=bool)
+        success = np.zeros(n, dtype=bool)
+        if gained_env:
+            genv = np.concatenate(gained_env)
+            gitem = np.concatenate(gained_item)
+            gpos = genv * width + gitem
+            ever = self.ever.reshape(-1)
+            new = ~ever[gpos]
+            genv, gitem = genv[new], gitem[new]
+            ever[gpos[new]] = True
+            obtained.reshape(-1)[genv * ni + gitem] = True
+            success[genv[gitem == self.goal[genv]]] = True
+            changed_env.append(genv); changed_item.append(gitem)
+            changed_env += gained_env; changed_item += gained_item
+        if changed_env:
+            cenv = np.concatenate(changed_env)
+            citem = np.concatenate(changed_item)
+            keep = citem < ni
+            cenv, citem = cenv[keep], citem[keep]
+            counts = inv[cenv * width + citem]
+            self.obs.reshape(-1)[cenv * self.layout.size + self.layout.inventory.start + citem] = (
+                np.minimum(counts, STACK) * np.float32(1.0 / STACK))
+
+        active = kind != NOOP
+        self.t += active
+        self.counters += active.astype(np.uint64)
+        self.obs[:, self.layout.time_left.start] = 1.0 - self.t * np.float32(1.0 / self.horizon)
+        terminated = success
+        truncated = active & (self.t >= self.horizon) & ~terminated
+        reward = success.astype(np.float32)
+        return reward, terminated, truncated, success, obtained
+
+    def _capabilities(self, idx: np.ndarray) -> np.ndarray:
+        """Tool-capability bitmask of envs ``idx`` from the tools they hold (bit 0: hands)."""
+        held = self.inventory.reshape(-1)[idx[:, None] * self._width + self.tool_items] > 0
+        return np.bitwise_or.reduce(np.where(held, self.tool_bits, np.uint16(0)), axis=1) | np.uint16(1)
