@@ -1,0 +1,159 @@
+"""The CurriculumActor on a real local Ray: reports, versioned pulls, rejection, checkpoint and restart."""
+
+from __future__ import annotations
+
+import pickle
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from curricula import EpisodeOutcomes, LearningProgressCurriculum
+from test_curriculum_wrapper import ITEMS, TASKS, ChainVectorEnv, chain_policy
+
+ray = pytest.importorskip("ray")
+
+from orchestrator.curriculum_actor import (  # noqa: E402
+    VERSION_GAP_AFTER_RESTORE,
+    ActorCurriculumClient,
+    CurriculumActor,
+    start_curriculum_actor,
+)
+from orchestrator.curriculum_wrapper import CurriculumVectorWrapper  # noqa: E402
+
+
+def batch(task, success, evaluation=False) -> EpisodeOutcomes:
+    task = np.asarray(task, np.int64)
+    return EpisodeOutcomes(task, np.asarray(success, bool), np.asarray(success, float), np.full(len(task), 5), None, evaluation)
+
+
+def settings(**extra):
+    return {"kind": "learning_progress", "task_names": list(TASKS), "item_names": list(ITEMS), **extra}
+
+
+@pytest.fixture
+def actor(ray_session, request):
+    handle = start_curriculum_actor(settings(bonus="dynamic"), name=f"curriculum-{uuid.uuid4().hex[:8]}")
+    yield handle
+    ray.kill(handle, no_restart=True)
+
+
+def test_reports_are_absorbed_and_distribution_is_versioned(actor):
+    client = ActorCurriculumClient(actor)
+    first = client.fetch(-1)
+    assert first.version == 0 and first.probabilities == pytest.approx([1 / 3] * 3)
+    assert ray.get(actor.distribution.remote(0)) is None  # unchanged: nothing sent back
+    client.report(batch([0, 0, 0, 1], [0, 1, 1, 0]))
+    client.report(batch([2], [1]))
+    client.flush()
+    metrics = ray.get(actor.metrics.remote())
+    assert metrics["episodes/log"] == 3.0 and metrics["episodes/stick"] == 1.0
+    assert metrics["p_fast/log"] == pytest.approx(0.19)
+    assert metrics["actor/reports"] == 2.0
+    # poll never blocks: the first call only sends a request, a later one returns the answer.
+    assert client.poll(0) is None
+    deadline = time.monotonic() + 10
+    newer = None
+    while newer is None and time.monotonic() < deadline:
+        newer = client.poll(0)
+        time.sleep(0.01)
+    assert newer is not None and newer.version >= 1
+    assert newer.probabilities.sum() == pytest.approx(1.0)
+
+
+def test_rejected_batch_surfaces_in_the_client_and_changes_nothing(actor):
+    client = ActorCurriculumClient(actor)
+    client.report(batch([0, 1], [1, 0]))
+    client.flush()
+    before = ray.get(actor.state_dict.remote())
+    client.report(batch([0, 7], [1, 0]))
+    with pytest.raises(ValueError, match=r"task\[1\] = 7 is not a task id"):
+        client.flush()
+    after = ray.get(actor.state_dict.remote())
+    assert pickle.dumps(after) == pickle.dumps(before)
+    assert ray.get(actor.metrics.remote())["actor/rejected_reports"] == 1.0
+
+
+def test_backlog_beyond_in_flight_limit_is_sent_joined(actor):
+    client = ActorCurriculumClient(actor, max_in_flight_reports=1)
+    for _ in range(20):
+        client.report(batch([1, 2], [1, 1]))
+    client.flush()
+    assert ray.get(actor.metrics.remote())["episodes_total"] == 40.0
+
+
+def test_client_is_found_by_name_and_pickles(ray_session):
+    name, namespace = f"curriculum-{uuid.uuid4().hex[:8]}", "mto-test"
+    handle = start_curriculum_actor(settings(), name=name, namespace=namespace)
+    try:
+        client = pickle.loads(pickle.dumps(ActorCurriculumClient.from_name(name, namespace=namespace)))
+        client.report(batch([0], [1]))
+        client.flush()
+        assert ray.get(handle.metrics.remote())["episodes/log"] == 1.0
+    finally:
+        ray.kill(handle, no_restart=True)
+
+
+def test_killed_actor_restarts_from_its_checkpoint(ray_session, tmp_path):
+    path = tmp_path / "curriculum.pkl"
+    handle = start_curriculum_actor(
+        settings(), name=f"curriculum-{uuid.uuid4().hex[:8]}", checkpoint_path=str(path),
+        checkpoint_every_reports=2, checkpoint_every_seconds=3600, max_restarts=2,
+    )
+    try:
+        client = ActorCurriculumClient(handle)
+        for _ in range(4):
+            client.report(batch([0, 0, 1], [1, 0, 1]))
+        client.flush()
+        assert path.exists()  # saved on its own after every 2nd report
+        before = ray.get(handle.metrics.remote())
+        version_before = ray.get(handle.distribution.remote(-1)).version
+        ray.kill(handle, no_restart=False)
+        # ray.kill is asynchronous: calls are retried across the restart (max_task_retries=-1);
+        # wait until the answer comes from the restarted process.
+        deadline = time.monotonic() + 60
+        after = ray.get(handle.metrics.remote(), timeout=60)
+        while after["actor/restored"] == 0.0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            after = ray.get(handle.metrics.remote(), timeout=60)
+        assert after["actor/restored"] == 1.0
+        for key in ("episodes/log", "episodes/planks", "p_fast/log", "p_slow/log", "success_rate/planks"):
+            assert after[key] == before[key]
+        assert ray.get(handle.distribution.remote(-1)).version == version_before + VERSION_GAP_AFTER_RESTORE
+        client.report(batch([2], [1]))  # and it keeps working
+        client.flush()
+        assert ray.get(handle.metrics.remote())["episodes/stick"] == 1.0
+    finally:
+        ray.kill(handle, no_restart=True)
+
+
+def test_save_checkpoint_to_a_path_and_restore_in_process(tmp_path):
+    actor = CurriculumActor(settings(), checkpoint_path=None)
+    actor.report(batch([0, 0, 0], [0, 1, 1]))
+    written = actor.save_checkpoint(str(tmp_path / "sub" / "c.pkl"))
+    restored = CurriculumActor(settings(), checkpoint_path=written)
+    assert restored.restored_from == written
+    assert restored.metrics()["p_fast/log"] == pytest.approx(0.19)
+    with pytest.raises(ValueError, match="no path given"):
+        actor.save_checkpoint()
+    with pytest.raises(ValueError, match="need 'kind'"):
+        CurriculumActor({"task_names": ["a"]})
+
+
+def test_vector_wrapper_with_the_actor_end_to_end(actor):
+    client = ActorCurriculumClient(actor)
+    env = CurriculumVectorWrapper(ChainVectorEnv(8), client, bonus_size=0.1, report_every_episodes=8,
+                                  refresh_every_episodes=8, refresh_every_seconds=0.01)
+    obs, _ = env.reset(seed=0)
+    episodes = 0
+    for _ in range(200):
+        obs, reward, term, trunc, info = env.step(chain_policy(obs))
+        episodes += int((term | trunc).sum())
+    env.flush()
+    metrics = ray.get(actor.metrics.remote())
+    assert metrics["episodes_total"] == episodes
+    assert env.link.refreshes >= 2  # the local copy followed the actor's versions
+    # The chain policy masters every task, so the dynamic bonus set has dropped them.
+    assert metrics["num_bonus_items"] == 1.0  # only wooden_pickaxe (not a task) still earns it
+    env.close()
