@@ -49,7 +49,7 @@ def _shared_and_task_parameters(model: nn.Module, num_tasks: int) -> tuple[list[
 
 def apply_multitask_backward(
     model: nn.Module,
-    task_losses: Tensor | Sequence[Tensor],
+    task_losses: Tensor | Sequence[Tensor | None],
     combiner: GradientCombiner,
     allreduce: AllReduce | None = None,
     task_sample_counts: Tensor | Sequence[int] | None = None,
@@ -67,21 +67,34 @@ def apply_multitask_backward(
        task-specific parameters get their own task's gradient unchanged.
 
     ``task_losses[t]`` should be task t's mean loss over its samples in the local
-    batch; a task with no samples (count 0, a nan loss, or a loss that does not
-    require grad) is left out, and its task-specific ``.grad`` set to None.
+    batch, best given as a list of scalar tensors with ``None`` for a task without
+    samples (a count of 0, a nan loss or a loss that does not require grad also
+    mark it absent); such a task is left out and its task-specific ``.grad`` set
+    to None.  A stacked [T] tensor is accepted only without nan/inf entries:
+    backpropagating through ``torch.stack`` multiplies the other entries' zero
+    gradients by their local derivatives, and 0 * nan would poison every task.
     ``allreduce(buffer)`` must return the mean of ``buffer`` over workers
     (``torch_distributed_allreduce`` does that for ``torch.distributed``).
     """
-    losses = torch.stack(list(task_losses)) if not isinstance(task_losses, Tensor) else task_losses
-    losses = losses.reshape(-1)
-    num_tasks = losses.shape[0]
+    if isinstance(task_losses, Tensor):
+        if task_losses.requires_grad and not bool(torch.isfinite(task_losses).all()):
+            raise ValueError(
+                "task_losses is a stacked tensor with nan/inf entries, which would poison every "
+                "task's gradient; pass a list of per-task scalar losses with None for absent tasks"
+            )
+        loss_list: list[Tensor | None] = list(task_losses.reshape(-1).unbind())
+    else:
+        loss_list = list(task_losses)
+    num_tasks = len(loss_list)
+    if num_tasks == 0:
+        raise ValueError("task_losses is empty")
     shared, per_task = _shared_and_task_parameters(model, num_tasks)
-    device = losses.device
+    reference = next((l for l in loss_list if l is not None), None)
+    device = reference.device if reference is not None else torch.device("cpu")
     dtype = shared[0].dtype if shared else torch.float32
 
-    has_grad = losses.requires_grad
     local_present = [
-        bool(has_grad and torch.isfinite(losses[t]).item()) for t in range(num_tasks)
+        bool(l is not None and l.requires_grad and torch.isfinite(l).item()) for l in loss_list
     ]
     if task_sample_counts is None:
         counts = torch.tensor(local_present, dtype=dtype, device=device)
@@ -108,7 +121,7 @@ def apply_multitask_backward(
         if not local_present[t]:
             continue
         inputs = shared + per_task[t]
-        grads = torch.autograd.grad(losses[t], inputs, retain_graph=t != last, allow_unused=True)
+        grads = torch.autograd.grad(loss_list[t], inputs, retain_graph=t != last, allow_unused=True)
         flat = [
             (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, inputs)
         ]
@@ -117,7 +130,7 @@ def apply_multitask_backward(
             grad_matrix[t] = torch.cat(flat[: len(shared)]) * weight
         if task_sizes[t]:
             buffer[task_offsets[t] : task_offsets[t] + task_sizes[t]] = torch.cat(flat[len(shared) :]) * weight
-        loss_slot[t] = losses[t].detach() * weight
+        loss_slot[t] = loss_list[t].detach().reshape(()) * weight
     count_slot.copy_(counts)
 
     if allreduce is not None:
