@@ -86,6 +86,7 @@ class TechTreeCore:
         self.table = np.zeros(n, dtype=bool)
         self.furnace = np.zeros(n, dtype=bool)
         self.fuel = np.zeros(n, dtype=np.int32)
+        self.caps = np.ones(n, dtype=np.uint16)  # tool-capability bits of the tools held
         self.t = np.zeros(n, dtype=np.int32)
         self.task = np.zeros(n, dtype=np.int64)
         self.goal = np.zeros(n, dtype=np.int64)
@@ -117,7 +118,9 @@ class TechTreeCore:
         self.recipe_items = np.full((len(tree.recipes), width), pad, dtype=np.int64)
         self.recipe_counts = np.zeros((len(tree.recipes), width), dtype=np.int32)
         for r, rec in enumerate(tree.recipes):
-            for j, (name, count) in enumerate(rec.ingredients):
+            # deepest ingredient first: the step checks it alone before the rest, and it is
+            # the one most often missing
+            for j, (name, count) in enumerate(sorted(rec.ingredients, key=lambda x: -tree.depth[x[0]])):
                 self.recipe_items[r, j], self.recipe_counts[r, j] = items[name], count
         self.recipe_result = np.array([items[r.result] for r in tree.recipes], dtype=np.int64)
         self.recipe_yield = np.array([r.count for r in tree.recipes], dtype=np.int32)
@@ -142,6 +145,10 @@ class TechTreeCore:
             [1 << (tool_sets.index(blk.harvest_tools) + 1) if blk.harvest_tools else 1 for blk in tree.blocks],
             dtype=np.uint16)
         self.pickaxe_bit = np.uint16(1 << (tool_sets.index(tree.pickaxes) + 1))
+        # recipes after which the held tools may differ (a tool made or used up)
+        tool_set = set(tools)
+        self.recipe_touches_tool = np.array(
+            [rec.result in tool_set or any(n in tool_set for n, _ in rec.ingredients) for rec in tree.recipes])
 
     def _build_world_tables(self, items: dict[str, int]) -> None:
         tree, pad = self.tree, self.num_items
@@ -194,6 +201,7 @@ class TechTreeCore:
         if idx.size == 0:
             return
         self.inventory[idx] = 0
+        self.caps[idx] = 1
         self.ever[idx] = False
         self.level[idx] = 0
         self.t[idx] = 0
@@ -221,6 +229,10 @@ class TechTreeCore:
             act = np.where(resetting, len(self.action_names), act)
         kind = self.action_kind[act]
         arg = self.action_arg[act]
+        # envs grouped by action kind with one counting sort instead of a scan per kind
+        order = np.argsort(kind, kind="stable")
+        bounds = np.cumsum(np.bincount(kind, minlength=NOOP + 1))
+        by_kind = np.split(order, bounds[:-1])
         inv = self.inventory.reshape(-1)
         gained_env: list[np.ndarray] = []
         gained_item: list[np.ndarray] = []
@@ -228,12 +240,16 @@ class TechTreeCore:
         changed_item: list[np.ndarray] = []
 
         # --- craft: all ingredients present (and a table nearby for 3x3 recipes)
-        idx = np.flatnonzero(kind == CRAFT)
+        idx = by_kind[CRAFT]
         if idx.size:
             r = arg[idx]
+            # cheap filters first (table, deepest ingredient): most attempts fail on them
+            ok = (self.table[idx] | ~self.recipe_table[r]) & (
+                inv[idx * width + self.recipe_items[r, 0]] >= self.recipe_counts[r, 0])
+            idx, r = idx[ok], r[ok]
             pos = idx[:, None] * width + self.recipe_items[r]
             need = self.recipe_counts[r]
-            ok = (inv[pos] >= need).all(axis=1) & (self.table[idx] | ~self.recipe_table[r])
+            ok = (inv[pos] >= need).all(axis=1)
             if ok.any():
                 idx, r, pos, need = idx[ok], r[ok], pos[ok], need[ok]
                 inv[pos] -= need
@@ -241,14 +257,17 @@ class TechTreeCore:
                 inv[idx * width + out] += self.recipe_yield[r]
                 gained_env.append(idx); gained_item.append(out)
                 changed_env.append(np.repeat(idx, pos.shape[1])); changed_item.append(self.recipe_items[r].ravel())
+                touched = idx[self.recipe_touches_tool[r]]
+                if touched.size:
+                    self.caps[touched] = self._capabilities(touched)
 
         # --- mine: a block of that type nearby, and a tool that can harvest it
-        idx = np.flatnonzero(kind == MINE)
+        idx = by_kind[MINE]
         if idx.size:
             b = arg[idx]
             vpos = idx * self.num_blocks + b
             ok = self.nearby.reshape(-1)[vpos] > 0
-            ok &= (self._capabilities(idx) & self.block_needs[b]) != 0
+            ok &= (self.caps[idx] & self.block_needs[b]) != 0
             if ok.any():
                 idx, b, vpos = idx[ok], b[ok], vpos[ok]
                 self.nearby.reshape(-1)[vpos] -= 1
@@ -265,7 +284,7 @@ class TechTreeCore:
                 gained_env.append(rows[got]); gained_item.append(flat_items[got])
 
         # --- smelt: furnace nearby, the input, and fuel left or a fuel item to burn
-        idx = np.flatnonzero(kind == SMELT)
+        idx = by_kind[SMELT]
         if idx.size:
             s = arg[idx]
             ok = self.furnace[idx] & (inv[idx * width + self.smelt_in[s]] > 0)
@@ -286,7 +305,7 @@ class TechTreeCore:
                 changed_env += [burn_env, idx]; changed_item += [burn_item, self.smelt_in[s]]
 
         # --- place a crafting table / furnace from the inventory
-        idx = np.flatnonzero(kind == PLACE)
+        idx = by_kind[PLACE]
         if idx.size:
             item = arg[idx]
             is_table = item == self.table_item
@@ -301,19 +320,18 @@ class TechTreeCore:
                 changed_env.append(idx); changed_item.append(item)
 
         # --- move: explore (same level), descend (needs a pickaxe), ascend
-        idx = np.flatnonzero(kind == DESCEND)
+        moved = [by_kind[EXPLORE]]
+        idx = by_kind[DESCEND]
         if idx.size:
-            ok = (self.level[idx] < len(game_facts.LEVELS) - 1) & ((self._capabilities(idx) & self.pickaxe_bit) != 0)
-            self.level[idx[ok]] += 1
-        move = kind == EXPLORE
+            idx = idx[(self.level[idx] < len(game_facts.LEVELS) - 1) & ((self.caps[idx] & self.pickaxe_bit) != 0)]
+            self.level[idx] += 1
+            moved.append(idx)
+        idx = by_kind[ASCEND]
         if idx.size:
-            move[idx[ok]] = True
-        idx = np.flatnonzero(kind == ASCEND)
-        if idx.size:
-            ok = self.level[idx] > 0
-            self.level[idx[ok]] -= 1
-            move[idx[ok]] = True
-        self._redraw_view(np.flatnonzero(move))
+            idx = idx[self.level[idx] > 0]
+            self.level[idx] -= 1
+            moved.append(idx)
+        self._redraw_view(np.concatenate(moved) if len(moved) > 1 else moved[0])
 
         # --- bookkeeping: first-time items, success, observation of changed counts
         obtained = np.zeros((n, ni), dtype=bool)
