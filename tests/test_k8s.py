@@ -17,12 +17,13 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlparse
@@ -575,7 +576,6 @@ def test_postgres_s3_overlay_reads_stores_from_a_secret(rendered):
 def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
     """Run the real `mlflow server` with the Deployment's args and env (SQLite in tmp)
     and talk to it with the Host headers in-cluster clients send."""
-    import os
     import socket
     import time
     import urllib.error
@@ -589,10 +589,13 @@ def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    args = [a for a in container["args"]]
+    args = list(container["args"])
     args[args.index("--port") + 1] = str(port)
     args[args.index("--host") + 1] = "127.0.0.1"
-    mlflow_bin = Path(shutil.which("mlflow") or Path(os.sys.executable).with_name("mlflow"))
+    # The mlflow next to this interpreter: the version pinned in pyproject.toml.
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    if not mlflow_bin.exists():
+        mlflow_bin = Path(shutil.which("mlflow") or "mlflow")
     proc = subprocess.Popen([str(mlflow_bin), "server", *args], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -620,3 +623,33 @@ def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@needs_kubectl
+def test_readme_commands_name_real_overlays_and_labels(rendered):
+    """The guide's `kubectl apply -k DIR -l ...` lines point at overlays and labels that exist."""
+    readme = (K8S / "README.md").read_text()
+    for path in set(re.findall(r"k8s/(?:overlays|components)/[\w-]+", readme)):
+        assert (REPO / path / "kustomization.yaml").exists(), f"k8s/README.md mentions missing {path}"
+    components = {o["metadata"]["labels"]["app.kubernetes.io/component"] for o in rendered["base"]}
+    for value in re.findall(r"app\.kubernetes\.io/component!?=([\w-]+)", readme):
+        assert value in components, f"k8s/README.md selects component={value}; objects have {sorted(components)}"
+    for step in ("helm install kuberay-operator", "port-forward svc/mlflow", "ray job submit", "logs -f"):
+        assert step in readme, step
+
+
+@needs_kubectl
+def test_an_overlay_whose_config_does_not_load_is_reported(tmp_path):
+    """End to end: an overlay on top of cpu-dev whose entrypoint breaks the config."""
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        # kustomize refuses absolute bases; a relative path from tmp works.
+        f"resources:\n  - {os.path.relpath(K8S / 'overlays' / 'cpu-dev', tmp_path)}\n"
+        "patches:\n  - target: {kind: RayJob, name: mto-train}\n    patch: |\n"
+        "      - op: replace\n        path: /spec/entrypoint\n"
+        "        value: mto train configs/quickstart.yaml --set rl.num_learners=-1\n"
+    )
+    (job,) = [o for o in render(tmp_path) if o["kind"] == "RayJob"]
+    with pytest.raises(AssertionError) as info:
+        load_entrypoint_config(job)
+    assert "configs/quickstart.yaml" in str(info.value) and "rl.num_learners" in str(info.value), str(info.value)
