@@ -120,11 +120,12 @@ def quantity(value: str | int | float) -> float:
     return float(m.group(1)) * _FACTOR[m.group(2)]
 
 
-def ray_pin_from_tag(image: str) -> str:
+def image_tag_parts(image: str) -> tuple[str, str, str]:
+    """('2.60.0', 'py311', 'gpu') from '...mto:ray2.60.0-py311-gpu[-build-suffix]'."""
     tag = image.rsplit(":", 1)[-1]
-    m = re.fullmatch(r"ray([0-9.]+)-(py3\d+)-(cpu|gpu)", tag)
-    assert m, f"image {image!r}: tag should read ray<version>-py3XX-<cpu|gpu>"
-    return m.group(1)
+    m = re.fullmatch(r"ray([0-9.]+)-(py3\d+)-(cpu|gpu)(-[\w.-]+)?", tag)
+    assert m, f"image {image!r}: tag should read ray<version>-py3XX-<cpu|gpu>[-suffix]"
+    return m.group(1), m.group(2), m.group(3)
 
 
 def gpus(template: dict[str, Any]) -> float:
@@ -402,13 +403,13 @@ def test_images_and_ray_versions_match_the_pins(rendered, overlay):
         if obj["apiVersion"].startswith("ray.io/"):
             for where, template in pod_templates(obj):
                 for c in containers(template):
-                    assert ray_pin_from_tag(c["image"]) == ray_pin, f"{overlay}: {where}: {c['image']}"
-                    assert f"-{python_tag()}-" in c["image"], f"{overlay}: {where}: {c['image']}"
+                    version, py, _ = image_tag_parts(c["image"])
+                    assert (version, py) == (ray_pin, python_tag()), f"{overlay}: {where}: {c['image']}"
     # One flavour per overlay, and the GPU one exactly where pods ask for GPUs.
     images = {c["image"] for o in rendered[overlay] if o["apiVersion"].startswith("ray.io/")
               for _, t in pod_templates(o) for c in containers(t)}
     wants_gpu = any(gpus(t) for o in rendered[overlay] for _, t in pod_templates(o))
-    assert {i.rsplit("-", 1)[-1] for i in images} == {"gpu" if wants_gpu else "cpu"}, (overlay, images)
+    assert {image_tag_parts(i)[2] for i in images} == {"gpu" if wants_gpu else "cpu"}, (overlay, images)
     for dep in objects(rendered, overlay, "Deployment"):
         image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image.endswith(f":mlflow{mlflow_pin}"), f"{overlay}: MLflow server image {image} is not MLflow {mlflow_pin}"
@@ -653,3 +654,14 @@ def test_an_overlay_whose_config_does_not_load_is_reported(tmp_path):
     with pytest.raises(AssertionError) as info:
         load_entrypoint_config(job)
     assert "configs/quickstart.yaml" in str(info.value) and "rl.num_learners" in str(info.value), str(info.value)
+
+
+def test_quantity_and_image_tag_parsing_known_answers():
+    assert quantity("500m") == 0.5 and quantity("2") == 2 and quantity(4) == 4
+    assert quantity("2Gi") == 2 * 1024**3 and quantity("512Mi") == 512 * 1024**2 and quantity("1G") == 1e9
+    assert image_tag_parts("registry.example.com:5000/mto:ray2.60.0-py311-gpu") == ("2.60.0", "py311", "gpu")
+    assert image_tag_parts("mto:ray2.60.0-py311-cpu-3f2a1c9") == ("2.60.0", "py311", "cpu")
+    for bad in ("mto:latest", "mto:ray2.60.0-cpu", "mto:ray2.60.0-py311-tpu"):
+        with pytest.raises(AssertionError, match="tag should read"):
+            image_tag_parts(bad)
+    assert pinned_version("ray") == "2.60.0" or re.fullmatch(r"\d+\.\d+\.\d+", pinned_version("ray"))
