@@ -26,7 +26,7 @@ class ExplorationBonus:
 
     mode: str = "dynamic"
     size: float = 0.1
-    threshold: float = 0.1
+    threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if self.mode not in BONUS_MODES:

@@ -21,6 +21,10 @@ class LearningProgressCurriculum(Curriculum):
     Args:
         temperature: divides the z-scored LP before the sigmoid (> 0; lower = sharper).
         uniform_mix: fraction of probability spread uniformly over all tasks, in [0, 1].
+            Default 0.1: with online measurement a task whose episodes have all
+            failed has LP = 0 and success = 0, gets probability 0 and would never
+            be measured again (benchmarks/curriculum_sim.py: 1 item mastered with
+            0.0 instead of ~70); the mix keeps re-testing it.
         untried_weight: each never-measured task gets ``untried_weight / num_tasks``
             (>= 0; 1.0 = its uniform share, 0 = only once others are exhausted).
     """
@@ -33,7 +37,7 @@ class LearningProgressCurriculum(Curriculum):
         item_names: Sequence[str] | None = None,
         *,
         temperature: float = 1.0,
-        uniform_mix: float = 0.0,
+        uniform_mix: float = 0.1,
         untried_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:

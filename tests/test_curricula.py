@@ -175,7 +175,7 @@ def test_never_tried_tasks_keep_their_uniform_share():
 
 
 def test_scheduler_publishes_lp_distribution_and_bumps_version_only_on_change():
-    cur = LearningProgressCurriculum(TASKS)
+    cur = LearningProgressCurriculum(TASKS, uniform_mix=0.0)
     first = cur.distribution()
     assert first.version == 0 and first.probabilities == pytest.approx([0.25] * 4)
     assert cur.distribution() is first  # nothing changed, nothing recomputed
