@@ -89,9 +89,9 @@ def apply_multitask_backward(
     if num_tasks == 0:
         raise ValueError("task_losses is empty")
     shared, per_task = _shared_and_task_parameters(model, num_tasks)
-    reference = next((l for l in loss_list if l is not None), None)
-    device = reference.device if reference is not None else torch.device("cpu")
-    dtype = shared[0].dtype if shared else torch.float32
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    dtype = first.dtype if first is not None else torch.float32
 
     local_present = [
         bool(l is not None and l.requires_grad and torch.isfinite(l).item()) for l in loss_list

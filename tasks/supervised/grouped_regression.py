@@ -1,6 +1,7 @@
 """grouped_regression: synthetic regression tasks with planted groups.
 
-    phi(x) = tanh(A x)                      shared random features, x ~ N(0, I_d)
+    phi(x) = tanh(A x)                      shared random features (orthonormal rows of A
+                                            times feature_gain), x ~ N(0, I_d)
     y_t(x) = s * w_t . phi(x) + noise,      w_t = v_{group(t)} + spread * e_t
 
 Group directions v_g are the vertices of a regular simplex (pairwise cosine
@@ -44,14 +45,15 @@ def generate(
     seed: int = 0,
     num_groups: int = 3,
     tasks_per_group: int = 3,
-    input_dim: int = 8,
-    num_features: int = 16,
+    input_dim: int = 16,
+    num_features: int = 8,
     samples_per_task: int = 300,
     val_per_task: int = 100,
     test_per_task: int = 100,
     task_spread: float = 0.1,
     noise: float = 0.1,
     scale: float = 2.0,
+    feature_gain: float = 1.0,
 ) -> Path:
     """Write the grouped_regression Parquet file (every task has its own inputs)."""
     if num_groups < 1 or tasks_per_group < 1:
@@ -59,7 +61,11 @@ def generate(
     rng = np.random.default_rng(seed)
     space = task_space(num_groups, tasks_per_group)
     num_tasks = len(space)
-    features = rng.standard_normal((num_features, input_dim)) / np.sqrt(input_dim)
+    # Orthonormal feature rows (when num_features <= input_dim) keep the groups'
+    # conflict visible in input space too: A^T preserves the angles between w's.
+    size = max(num_features, input_dim)
+    basis, _ = np.linalg.qr(rng.standard_normal((size, size)))
+    features = basis[:num_features, :input_dim] * feature_gain
     directions = group_directions(num_groups, num_features, rng)
     group_of_task = rng.permutation(np.repeat(np.arange(num_groups), tasks_per_group))
     weights = directions[group_of_task] + task_spread * rng.standard_normal((num_tasks, num_features)) / np.sqrt(num_features)
@@ -97,6 +103,7 @@ def generate(
                 "task_spread": task_spread,
                 "noise": noise,
                 "scale": scale,
+                "feature_gain": feature_gain,
             },
         },
     )

@@ -105,7 +105,8 @@ def generate(
     rng = np.random.default_rng(seed)
     pools = load_digit_pools(mnist_path, rng)
     side = pools["train"][0].shape[1]
-    shift = int(shift if shift is not None else max(4, side // 3))
+    # Default: 4 px for 8x8 digits, 8 px for 28x28 MNIST (MultiMNIST's 36x36 canvas).
+    shift = int(shift if shift is not None else max(4, side * 2 // 7))
     if shift < 0:
         raise ValueError(f"shift must be >= 0, got {shift}")
     sizes = {"train": num_train, "val": num_val, "test": num_test}
