@@ -5,7 +5,7 @@ episode is an "item obtained" (``item_names`` = all achievements, by depth then 
 float32 vector ``[one-hot task | 64x64x3 pixels / 255]``; actions: Crafter's 17 discrete
 actions. Reward 1 and ``terminated`` when the goal achievement unlocks; ``terminated`` also
 when the player dies; ``truncated`` at ``horizon``. Sub-env i of a vector env seeded s plays
-the world of a single env seeded s + i.
+the world of a single env seeded s + i. Backend keyword: ``area`` (world size, default 64x64).
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ def make_task_space(tasks: Sequence[str] | None = None) -> TaskSpace:
 class _CrafterGames:
     """N Crafter games plus the Simon Says bookkeeping, stepped one after another."""
 
-    def __init__(self, num_envs: int, tasks: Sequence[str] | None, horizon: int) -> None:
+    def __init__(self, num_envs: int, tasks: Sequence[str] | None, horizon: int,
+                 area: tuple[int, int] = (64, 64)) -> None:
         crafter = _crafter()
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
@@ -96,7 +97,7 @@ class _CrafterGames:
         self.task_item_index = np.array([self.item_names.index(t) for t in self.task_space.names], dtype=np.int64)
         self.horizon = int(horizon)
         # length=None: Crafter never ends an episode on time itself; ``horizon`` does.
-        self.games = [crafter.Env(length=None, seed=0) for _ in range(num_envs)]
+        self.games = [crafter.Env(area=tuple(area), length=None, seed=0) for _ in range(num_envs)]
         self.action_names = tuple(crafter.constants.actions)
         n, k = num_envs, len(self.task_space)
         self.size = k + int(np.prod(PIXELS))
@@ -137,8 +138,8 @@ class SimonSaysEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, tasks: Sequence[str] | None = None, horizon: int = 300, backend: str = "crafter",
-                 **_: Any) -> None:
-        self._games = _CrafterGames(1, tasks, horizon)
+                 area: tuple[int, int] = (64, 64), **_: Any) -> None:
+        self._games = _CrafterGames(1, tasks, horizon, area)
         self.task_space, self.item_names = self._games.task_space, self._games.item_names
         self.task_item_index = self._games.task_item_index
         self.action_names = self._games.action_names
@@ -176,9 +177,9 @@ class SimonSaysVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 1, tasks: Sequence[str] | None = None, horizon: int = 300,
-                 backend: str = "crafter", **_: Any) -> None:
+                 backend: str = "crafter", area: tuple[int, int] = (64, 64), **_: Any) -> None:
         self.num_envs = int(num_envs)
-        self._games = _CrafterGames(self.num_envs, tasks, horizon)
+        self._games = _CrafterGames(self.num_envs, tasks, horizon, area)
         self.task_space, self.item_names = self._games.task_space, self._games.item_names
         self.task_item_index = self._games.task_item_index
         self.action_names = self._games.action_names
@@ -222,7 +223,7 @@ class SimonSaysVectorEnv(VectorEnv):
         terminated, truncated, success = (np.zeros(n, dtype=bool) for _ in range(3))
         obtained = np.zeros((n, len(self.item_names)), dtype=bool)
         resetting = np.flatnonzero(self._autoreset)
-        new_tasks = dict(zip(resetting.tolist(), self._tasks(resetting.size).tolist()))
+        new_tasks = dict(zip(resetting.tolist(), self._tasks(resetting.size).tolist())) if resetting.size else {}
         for i in range(n):
             if i in new_tasks:
                 obs[i] = self._games.reset(i, new_tasks[i])

@@ -360,7 +360,8 @@ class TechTreeCore:
         active = kind != NOOP
         self.t += active
         self.counters += active.astype(np.uint64)
-        self.obs[:, self.layout.time_left.start] = 1.0 - self.t * np.float32(1.0 / self.horizon)
+        # (horizon - t) / horizon is exactly 0 at the horizon (1 - t/horizon can dip below 0)
+        self.obs[:, self.layout.time_left.start] = np.maximum(self.horizon - self.t, 0) * np.float32(1.0 / self.horizon)
         terminated = success
         truncated = active & (self.t >= self.horizon) & ~terminated
         reward = success.astype(np.float32)
