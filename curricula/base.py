@@ -81,11 +81,23 @@ class Curriculum:
                 "random_baseline='first_measurement' needs success_source='evaluation' "
                 "(an online measurement is a single 0/1 episode); give a number instead"
             )
+        # The constructor settings, so the scheduler can be rebuilt from small plain data.
+        self._params: dict[str, Any] = {
+            "alpha_fast": float(alpha_fast),
+            "alpha_slow": float(alpha_slow),
+            "theta": float(theta),
+            "signed": bool(signed),
+            "random_baseline": np.asarray(random_baseline).tolist() if random_baseline is not None and not isinstance(random_baseline, str) else random_baseline,
+            "max_random_baseline": float(max_random_baseline),
+            "success_source": success_source,
+            "evaluation_interval_steps": evaluation_interval_steps,
+        }
         self.theta = float(theta)
         self.signed = bool(signed)
         self.success_source = success_source
         self.evaluation_interval_steps = None if evaluation_interval_steps is None else int(evaluation_interval_steps)
         self.bonus = ExplorationBonus.from_config(bonus)
+        self._params["bonus"] = {"mode": self.bonus.mode, "size": self.bonus.size, "threshold": self.bonus.threshold}
         self.estimates = SuccessEstimates(
             len(self.task_names), alpha_fast, alpha_slow, random_baseline, max_random_baseline
         )
@@ -124,6 +136,15 @@ class Curriculum:
             return False
         return self.evaluations == 0 or self.steps_since_evaluation >= self.evaluation_interval_steps
 
+    def config(self) -> dict[str, Any]:
+        """``build_curriculum`` arguments that rebuild this scheduler (without its state)."""
+        return {"kind": self.kind, "task_names": list(self.task_names), "item_names": list(self.item_names), **self._params}
+
+    @property
+    def has_state(self) -> bool:
+        """Whether any episode has been absorbed (else `config()` alone describes it)."""
+        return bool(self.episodes.any() or self.evaluation_episodes.any() or self.estimates.measurements.any())
+
     def update(self, outcomes: EpisodeOutcomes) -> None:
         """Absorb a batch of finished episodes. Validates first: a rejected batch changes nothing."""
         outcomes.validate(self.num_tasks, self.num_items if outcomes.items_obtained is not None else None)
@@ -161,6 +182,9 @@ class Curriculum:
             self._dirty = False
             probabilities = self._compute_probabilities()
             bonus_items = self._compute_bonus_items()
+            # Fresh arrays owned here: freeze them so the published copy needs no copying.
+            probabilities.setflags(write=False)
+            bonus_items.setflags(write=False)
             if not (
                 np.array_equal(probabilities, self._probabilities)
                 and np.array_equal(bonus_items, self._bonus_items)

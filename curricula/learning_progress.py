@@ -51,6 +51,7 @@ class LearningProgressCurriculum(Curriculum):
         self.uniform_mix = float(uniform_mix)
         self.untried_weight = float(untried_weight)
         super().__init__(task_names, item_names, **kwargs)
+        self._params.update(temperature=self.temperature, uniform_mix=self.uniform_mix, untried_weight=self.untried_weight)
 
     def _compute_probabilities(self) -> np.ndarray:
         est = self.estimates

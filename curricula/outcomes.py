@@ -185,10 +185,15 @@ class CurriculumDistribution:
     version: int = 0
 
     def __post_init__(self) -> None:
-        probabilities = np.array(self.probabilities, dtype=np.float64)
-        bonus_items = np.array(self.bonus_items, dtype=bool)
-        probabilities.setflags(write=False)
-        bonus_items.setflags(write=False)
+        probabilities = np.asarray(self.probabilities, dtype=np.float64)
+        bonus_items = np.asarray(self.bonus_items, dtype=bool)
+        # Copy only what someone else could still write to; read-only input is shared.
+        if probabilities.flags.writeable:
+            probabilities = probabilities.copy()
+            probabilities.setflags(write=False)
+        if bonus_items.flags.writeable:
+            bonus_items = bonus_items.copy()
+            bonus_items.setflags(write=False)
         object.__setattr__(self, "probabilities", probabilities)
         object.__setattr__(self, "bonus_items", bonus_items)
         object.__setattr__(self, "version", int(self.version))

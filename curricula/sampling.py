@@ -42,8 +42,11 @@ def learning_progress_probabilities(
         # Population z-score written out: np.std/np.mean cost more than the maths at n ~ 1000.
         centred = lp - lp.sum() / lp.shape[0]
         std = np.sqrt(centred @ centred / lp.shape[0])
-        z = centred / (std * temperature if std > 0 else temperature)
-        weights = 1.0 / (1.0 + np.exp(-z))
+        # weights = sigmoid(z / temperature), computed in place to save temporaries
+        weights = np.multiply(centred, -1.0 / (std * temperature if std > 0 else temperature), out=centred)
+        np.exp(weights, out=weights)
+        weights += 1.0
+        np.reciprocal(weights, out=weights)
         probabilities = np.zeros(n)
         untried_share = min(1.0, untried_weight * uniform * (n - num_measured))
         probabilities[pool] = weights * ((1.0 - untried_share) / weights.sum())

@@ -202,10 +202,10 @@ class SuccessEstimates:
         self.p_fast = u_pow[k] * f0 + sum_fast
         self.p_slow = v_pow[k] * s0 + b * f0 * u * c_prev + sum_slow
         self.success_rate = u_pow[k] * r0 + sum_raw
-        # Round-off can leave 1 + 1e-16; keep estimates inside [0, 1].
-        np.clip(self.p_fast, 0.0, 1.0, out=self.p_fast)
-        np.clip(self.p_slow, 0.0, 1.0, out=self.p_slow)
-        np.clip(self.success_rate, 0.0, 1.0, out=self.success_rate)
+        # Convex combinations of values in [0, 1], but round-off can leave 1 + 1e-16.
+        np.minimum(self.p_fast, 1.0, out=self.p_fast)
+        np.minimum(self.p_slow, 1.0, out=self.p_slow)
+        np.minimum(self.success_rate, 1.0, out=self.success_rate)
         self.measurements += counts
 
     # -- derived quantities ------------------------------------------------------------

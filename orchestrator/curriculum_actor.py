@@ -10,6 +10,8 @@ last save.
 
 from __future__ import annotations
 
+import copy
+
 import logging
 import os
 import pickle
@@ -21,7 +23,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError
 
-from curricula import Curriculum, CurriculumDistribution, EpisodeOutcomes, build_curriculum
+from curricula import CURRICULUM_KINDS, Curriculum, CurriculumDistribution, EpisodeOutcomes, build_curriculum
 
 __all__ = ["CurriculumActor", "ActorCurriculumClient", "start_curriculum_actor", "CHECKPOINT_FORMAT"]
 
@@ -34,8 +36,10 @@ VERSION_GAP_AFTER_RESTORE = 1 << 20
 
 
 def _build(scheduler: Curriculum | dict[str, Any]) -> Curriculum:
-    if isinstance(scheduler, Curriculum):
-        return scheduler
+    if isinstance(scheduler, Curriculum) and CURRICULUM_KINDS.get(scheduler.kind) is type(scheduler):
+        # A scheduler shipped through Ray's object store arrives with read-only numpy
+        # arrays (zero-copy); its state must be writable, so own a copy.
+        return copy.deepcopy(scheduler)
     if isinstance(scheduler, dict):
         params = dict(scheduler)
         try:
@@ -64,10 +68,12 @@ class CurriculumActor:
     """Wraps one scheduler; run it with `start_curriculum_actor` (a plain class, so it also works in-process).
 
     Args:
-        scheduler: a `Curriculum`, or a dict ``{"kind", "task_names", "item_names", **params}``.
+        scheduler: a `Curriculum`, or a dict ``{"kind", "task_names", "item_names", **params}``
+            (as `Curriculum.config()` returns).
         checkpoint_path: file the state is saved to and restored from (None = no checkpoints).
         checkpoint_every_reports: save after this many `report` calls...
         checkpoint_every_seconds: ...or when this long has passed since the last save.
+        initial_state: a `state_dict()` to start from when there is no checkpoint yet.
     """
 
     def __init__(
@@ -76,8 +82,11 @@ class CurriculumActor:
         checkpoint_path: str | None = None,
         checkpoint_every_reports: int = 100,
         checkpoint_every_seconds: float = 30.0,
+        initial_state: dict[str, Any] | None = None,
     ) -> None:
         self.scheduler = _build(scheduler)
+        if initial_state is not None:
+            self.scheduler.load_state_dict(initial_state)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
         self.checkpoint_every_reports = int(checkpoint_every_reports)
         self.checkpoint_every_seconds = float(checkpoint_every_seconds)
@@ -86,6 +95,7 @@ class CurriculumActor:
         self.last_rejection: str | None = None
         self.checkpoints_saved = 0
         self.restored_from: str | None = None
+        self.update_seconds = 0.0  # time spent inside scheduler.update (for overhead figures)
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
             self.load_checkpoint(str(self.checkpoint_path))
         self._reports_since_save = 0
@@ -97,12 +107,14 @@ class CurriculumActor:
 
     def report(self, outcomes: EpisodeOutcomes) -> int:
         """Absorb a batch. A rejected batch raises ValueError and changes nothing. Returns its size."""
+        start = time.perf_counter()
         try:
             self.scheduler.update(outcomes)
         except ValueError as err:
             self.rejected_reports += 1
             self.last_rejection = str(err)
             raise
+        self.update_seconds += time.perf_counter() - start
         self.reports += 1
         self._reports_since_save += 1
         if self.checkpoint_path is not None and (
@@ -128,6 +140,7 @@ class CurriculumActor:
         metrics["actor/rejected_reports"] = float(self.rejected_reports)
         metrics["actor/checkpoints_saved"] = float(self.checkpoints_saved)
         metrics["actor/restored"] = float(self.restored_from is not None)
+        metrics["actor/update_seconds"] = self.update_seconds
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
@@ -178,6 +191,13 @@ def start_curriculum_actor(
     while the actor restarts is applied once it is back. It needs no CPU of its
     own by default (`num_cpus=0`) so it never competes with EnvRunners for slots.
     """
+    initial_state = None
+    if isinstance(scheduler, Curriculum) and CURRICULUM_KINDS.get(scheduler.kind) is type(scheduler):
+        # Ray keeps large constructor arguments in the object store, and restarting an
+        # actor whose arguments were lost fails; the settings are small plain data.
+        if scheduler.has_state:
+            initial_state = scheduler.state_dict()
+        scheduler = scheduler.config()
     remote_cls = ray.remote(CurriculumActor)
     handle = remote_cls.options(
         name=name,
@@ -185,7 +205,7 @@ def start_curriculum_actor(
         max_restarts=max_restarts,
         max_task_retries=-1 if max_restarts != 0 else 0,
         num_cpus=num_cpus,
-    ).remote(scheduler, checkpoint_path, checkpoint_every_reports, checkpoint_every_seconds)
+    ).remote(scheduler, checkpoint_path, checkpoint_every_reports, checkpoint_every_seconds, initial_state)
     ray.get(handle.ready.remote())
     return handle
 

@@ -374,3 +374,18 @@ def test_concat_and_empty():
     cur = UniformCurriculum(TASKS)
     cur.update(EpisodeOutcomes.empty())
     assert cur.episodes.sum() == 0
+
+
+def test_config_rebuilds_the_same_scheduler():
+    a = build_curriculum("learning_progress", TASKS, TASKS + ["dirt"], temperature=0.5, uniform_mix=0.2,
+                         bonus={"mode": "dynamic", "threshold": 0.3}, random_baseline=[0.1, 0.0, 0.0, 0.2])
+    config = a.config()
+    assert config["kind"] == "learning_progress" and config["temperature"] == 0.5
+    assert config["bonus"] == {"mode": "dynamic", "size": 0.1, "threshold": 0.3}
+    params = {k: v for k, v in config.items() if k not in ("kind", "task_names", "item_names")}
+    b = build_curriculum(config["kind"], config["task_names"], config["item_names"], **params)
+    batch = outcomes([0, 0, 1, 3, 3], [0, 1, 1, 1, 0])
+    a.update(batch)
+    b.update(batch)
+    assert a.metrics() == b.metrics()
+    assert not UniformCurriculum(TASKS).has_state and a.has_state

@@ -157,3 +157,15 @@ def test_vector_wrapper_with_the_actor_end_to_end(actor):
     # The chain policy masters every task, so the dynamic bonus set has dropped them.
     assert metrics["num_bonus_items"] == 1.0  # only wooden_pickaxe (not a task) still earns it
     env.close()
+
+
+def test_a_scheduler_object_with_state_starts_the_actor_from_that_state(ray_session):
+    scheduler = LearningProgressCurriculum(TASKS, ITEMS, bonus="dynamic")
+    scheduler.update(batch([0, 0, 0], [0, 1, 1]))
+    handle = start_curriculum_actor(scheduler, name=f"curriculum-{uuid.uuid4().hex[:8]}")
+    try:
+        metrics = ray.get(handle.metrics.remote())
+        assert metrics["p_fast/log"] == pytest.approx(0.19) and metrics["episodes/log"] == 3.0
+        assert metrics["num_bonus_items"] == scheduler.metrics()["num_bonus_items"]
+    finally:
+        ray.kill(handle, no_restart=True)
