@@ -154,7 +154,8 @@ class Curriculum:
         task = outcomes.task.astype(np.intp, copy=False)
         success = outcomes.success.astype(bool, copy=False)
         if outcomes.items_obtained is not None:
-            self.item_obtained_episodes += np.count_nonzero(outcomes.items_obtained, axis=0)
+            # Summing the uint8 view is ~3x faster than count_nonzero(axis=0) on bool.
+            self.item_obtained_episodes += outcomes.items_obtained.view(np.uint8).sum(0, dtype=np.int32)
         if outcomes.evaluation:
             self.evaluation_episodes += np.bincount(task, minlength=self.num_tasks)
             if self.success_source == "evaluation":
