@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tasks.simon_says import ENV_ID, SimonSaysEnv, SimonSaysVectorEnv, make_task_space
 from tasks.simon_says import counter_rng
@@ -211,3 +213,28 @@ def test_default_task_space_is_every_obtainable_item():
     env = SimonSaysVectorEnv(num_envs=2)
     assert env.task_space == make_task_space()
     assert env.single_observation_space.shape[0] > 2 * len(env.task_space)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), scripted_share=st.floats(0.0, 1.0), horizon=st.integers(5, 60))
+def test_invariants_under_mixed_random_and_scripted_play(seed, scripted_share, horizon):
+    n = 8
+    env = SimonSaysVectorEnv(num_envs=n, tasks=TASKS, horizon=horizon)
+    env.reset(seed=seed)
+    planner = TechTreePlanner(env.core)
+    rng = np.random.default_rng(seed)
+    marked = np.zeros((n, len(env.item_names)), dtype=bool)
+    autoreset = np.zeros(n, dtype=bool)
+    for _ in range(80):
+        scripted = np.array([planner.act(i, "iron_pickaxe") for i in range(n)])
+        random = rng.integers(0, env.single_action_space.n, size=n)
+        obs, reward, terminated, truncated, info = env.step(np.where(rng.random(n) < scripted_share, scripted, random))
+        assert (env.core.inventory >= 0).all()
+        assert env.observation_space.contains(obs)
+        got = info["items_obtained"]
+        assert (env.core.inventory[:, :-1][got] > 0).all()  # a newly obtained item is held
+        marked[autoreset] = False
+        assert not (marked & got).any()  # at most once per episode
+        marked |= got
+        assert np.array_equal(reward == 1.0, info["success"]) and np.array_equal(terminated, info["success"])
+        autoreset = terminated | truncated

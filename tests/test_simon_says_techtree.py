@@ -174,6 +174,18 @@ def test_smelting_needs_furnace_and_fuel():
     assert (inv[idx["iron_ingot"]], inv[idx["iron_ore"]], inv[idx["coal"]]) == (2, 0, 0)
 
 
+def test_a_log_cannot_be_both_the_fuel_and_the_input():
+    env, idx = _env_with({"log": 1}, furnace=True)
+    _do(env, "smelt:log")
+    inv = env.core.inventory[0]
+    assert (inv[idx["log"]], inv[idx["coal"]]) == (1, 0)
+    env, idx = _env_with({"log": 2}, furnace=True)
+    _do(env, "smelt:log")  # one log burns (1.5 items of heat), the other becomes charcoal (coal)
+    inv = env.core.inventory[0]
+    assert (inv[idx["log"]], inv[idx["coal"]]) == (0, 1)
+    assert (env.core.inventory >= 0).all()
+
+
 def test_descending_needs_a_pickaxe():
     env, _ = _env_with({})
     _do(env, "descend")

@@ -288,7 +288,8 @@ class TechTreeCore:
         if idx.size:
             s = arg[idx]
             ok = self.furnace[idx] & (inv[idx * width + self.smelt_in[s]] > 0)
-            has_fuel = inv[idx[:, None] * width + self.fuel_items] > 0
+            # a fuel that is also the input (a log smelted into charcoal) must be there twice
+            has_fuel = inv[idx[:, None] * width + self.fuel_items] > (self.fuel_items == self.smelt_in[s][:, None])
             first = has_fuel.argmax(axis=1)
             need_burn = self.fuel[idx] < FUEL_UNIT
             ok &= ~need_burn | has_fuel.any(axis=1)
@@ -362,7 +363,7 @@ class TechTreeCore:
         self.counters += active.astype(np.uint64)
         # (horizon - t) / horizon is exactly 0 at the horizon (1 - t/horizon can dip below 0)
         self.obs[:, self.layout.time_left.start] = np.maximum(self.horizon - self.t, 0) * np.float32(1.0 / self.horizon)
-        terminated = success
+        terminated = success.copy()  # not the same array object as info["success"]
         truncated = active & (self.t >= self.horizon) & ~terminated
         reward = success.astype(np.float32)
         return reward, terminated, truncated, success, obtained
