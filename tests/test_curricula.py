@@ -389,3 +389,23 @@ def test_config_rebuilds_the_same_scheduler():
     b.update(batch)
     assert a.metrics() == b.metrics()
     assert not UniformCurriculum(TASKS).has_state and a.has_state
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lp=st.lists(st.floats(0, 1), min_size=1, max_size=30),
+    data=st.data(),
+    temperature=st.floats(0.05, 5),
+    mix=st.floats(0, 1),
+)
+def test_distribution_is_a_distribution(lp, data, temperature, mix):
+    n = len(lp)
+    success = np.array(data.draw(st.lists(st.sampled_from([0.0, 0.3]), min_size=n, max_size=n)))
+    measured = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    lp = np.array(lp) * measured  # unmeasured tasks have no LP
+    p = learning_progress_probabilities(lp, success * measured, measured, temperature=temperature, uniform_mix=mix)
+    assert p.shape == (n,) and np.all(p >= 0) and p.sum() == pytest.approx(1.0)
+    pool = measured & ((lp > 0) | (success > 0))
+    if pool.any() and mix == 0:
+        # measured tasks outside the pool get nothing
+        assert np.all(p[measured & ~pool] == 0)

@@ -333,3 +333,25 @@ def test_simon_says_vector_env_under_the_wrapper():
     assert (sent.length <= 20).all()
     del rng
     wrapped.close()
+
+
+def test_simon_says_single_env_under_the_wrapper():
+    simon_says = pytest.importorskip("tasks.simon_says")
+    try:
+        env = gym.make(simon_says.ENV_ID, tasks=["log", "planks", "dirt"], horizon=10)
+    except Exception as err:
+        pytest.skip(f"Simon Says env not usable yet: {err}")
+    base = env.unwrapped
+    scheduler = UniformCurriculum(list(base.task_space.names), list(base.item_names), bonus="static")
+    client = RecordingClient(scheduler)
+    wrapped = CurriculumWrapper(env, client, bonus_size=0.1, report_every_episodes=1)
+    episodes = 0
+    for seed in range(3):
+        wrapped.reset(seed=seed)
+        done = False
+        while not done:
+            _, _, term, trunc, _ = wrapped.step(wrapped.action_space.sample())
+            done = term or trunc
+        episodes += 1
+    wrapped.flush()
+    assert scheduler.episodes.sum() == episodes == len(EpisodeOutcomes.concat(client.reports))
