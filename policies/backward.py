@@ -7,6 +7,7 @@ RLlib ``TorchLearner.compute_gradients`` override that has per-task losses.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,18 @@ def torch_distributed_allreduce(buffer: Tensor) -> Tensor:
 
     dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
     return buffer.div_(dist.get_world_size())
+
+
+_BUFFERS: "weakref.WeakKeyDictionary[nn.Module, Tensor]" = weakref.WeakKeyDictionary()
+
+
+def _reusable_buffer(model: nn.Module, size: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A flat scratch tensor kept per model (uninitialised; callers fill every slot they read)."""
+    buffer = _BUFFERS.get(model)
+    if buffer is None or buffer.numel() != size or buffer.dtype != dtype or buffer.device != device:
+        buffer = torch.empty(size, dtype=dtype, device=device)
+        _BUFFERS[model] = buffer
+    return buffer
 
 
 def _shared_and_task_parameters(model: nn.Module, num_tasks: int) -> tuple[list[Tensor], list[list[Tensor]]]:
@@ -109,48 +122,62 @@ def apply_multitask_backward(
     task_sizes = [sum(p.numel() for p in ps) for ps in per_task]
     p_shared = sum(shared_sizes)
     # One flat buffer: [T x P shared grads | task t's own grads ... | losses | counts],
-    # so the data-parallel average is a single collective.
-    buffer = torch.zeros(num_tasks * p_shared + sum(task_sizes) + 2 * num_tasks, dtype=dtype, device=device)
+    # so the data-parallel average is a single collective.  It is reused between
+    # calls: a fresh multi-megabyte allocation per step costs page faults that
+    # showed up as ~30% of a step in benchmarks/mtl_step_cost.py.
+    size = num_tasks * p_shared + sum(task_sizes) + 2 * num_tasks
+    buffer = _reusable_buffer(model, size, dtype, device)
     grad_matrix = buffer[: num_tasks * p_shared].view(num_tasks, p_shared)
     task_offsets = [num_tasks * p_shared + sum(task_sizes[:t]) for t in range(num_tasks)]
-    loss_slot = buffer[-2 * num_tasks : -num_tasks]
-    count_slot = buffer[-num_tasks:]
+    loss_slot = buffer[size - 2 * num_tasks : size - num_tasks]
+    count_slot = buffer[size - num_tasks :]
+    loss_slot.zero_()
+    count_slot.copy_(counts)
+    weighted = allreduce is not None  # per-task means need count weights only across workers
 
     last = max((t for t in range(num_tasks) if local_present[t]), default=-1)
     for t in range(num_tasks):
+        task_slice = buffer[task_offsets[t] : task_offsets[t] + task_sizes[t]]
         if not local_present[t]:
+            grad_matrix[t].zero_()
+            task_slice.zero_()
             continue
         inputs = shared + per_task[t]
         grads = torch.autograd.grad(loss_list[t], inputs, retain_graph=t != last, allow_unused=True)
-        flat = [
-            (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, inputs)
-        ]
-        weight = counts[t]
+        flat = [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, inputs)]
         if p_shared:
-            grad_matrix[t] = torch.cat(flat[: len(shared)]) * weight
+            torch.cat(flat[: len(shared)], out=grad_matrix[t])
         if task_sizes[t]:
-            buffer[task_offsets[t] : task_offsets[t] + task_sizes[t]] = torch.cat(flat[len(shared) :]) * weight
-        loss_slot[t] = loss_list[t].detach().reshape(()) * weight
-    count_slot.copy_(counts)
+            torch.cat(flat[len(shared) :], out=task_slice)
+        loss_slot[t] = loss_list[t].detach().reshape(())
+        if weighted:
+            grad_matrix[t].mul_(counts[t])
+            task_slice.mul_(counts[t])
+            loss_slot[t] *= counts[t]
 
     if allreduce is not None:
         buffer = allreduce(buffer)
         grad_matrix = buffer[: num_tasks * p_shared].view(num_tasks, p_shared)
-        loss_slot = buffer[-2 * num_tasks : -num_tasks]
-        count_slot = buffer[-num_tasks:]
-    # Weighted mean: sum_w n_wt x_wt / sum_w n_wt (the 1/world_size cancels).
+        loss_slot = buffer[size - 2 * num_tasks : size - num_tasks]
+        count_slot = buffer[size - num_tasks :]
     present_mask = count_slot > 0
-    inverse = torch.where(present_mask, 1.0 / count_slot.clamp_min(1e-30), torch.zeros_like(count_slot))
     present = present_mask.tolist()
     present_ids = [t for t in range(num_tasks) if present[t]]
+    if weighted:
+        # Weighted mean: sum_w n_wt x_wt / sum_w n_wt (the 1/world_size cancels).
+        inverse = torch.where(present_mask, 1.0 / count_slot.clamp_min(1e-30), torch.zeros_like(count_slot))
+    else:
+        inverse = present_mask.to(dtype)
     mean_losses = loss_slot * inverse
 
-    # Task-specific parameters: their own task's averaged gradient, unchanged.
+    # Task-specific parameters: their own task's averaged gradient, unchanged
+    # (copied out, since the buffer is reused by the next call).
     for t in range(num_tasks):
         offset = task_offsets[t]
         for p in per_task[t]:
             if present[t]:
-                p.grad = (buffer[offset : offset + p.numel()] * inverse[t]).view_as(p).clone()
+                grad = buffer[offset : offset + p.numel()].view_as(p)
+                p.grad = grad * inverse[t] if weighted else grad.clone()
             else:
                 p.grad = None
             offset += p.numel()
@@ -158,14 +185,18 @@ def apply_multitask_backward(
     task_grad_norms = [float("nan")] * num_tasks
     combined_norm = 0.0
     if p_shared and present_ids:
-        rows = grad_matrix[present_ids] * inverse[present_ids, None]
-        norms = rows.norm(dim=1).tolist()
+        rows = grad_matrix if len(present_ids) == num_tasks else grad_matrix[present_ids]
+        if weighted:
+            rows = rows * inverse[present_ids, None]
+        norms = torch.linalg.vector_norm(rows, dim=1).tolist()
         for t, n in zip(present_ids, norms):
             task_grad_norms[t] = n
         combined = combiner(rows, mean_losses[present_ids], torch.tensor(present_ids))
-        combined_norm = float(combined.norm())
+        if combined.data_ptr() == rows.data_ptr() or combined._base is not None:
+            combined = combined.clone()  # never hand out views of the reusable buffer
+        combined_norm = float(torch.linalg.vector_norm(combined))
         for p, g in zip(shared, torch.split(combined, shared_sizes)):
-            p.grad = g.view_as(p).clone()
+            p.grad = g.view_as(p)
     else:
         for p in shared:
             p.grad = torch.zeros_like(p) if present_ids else None
