@@ -112,6 +112,11 @@ FUEL_ITEMS_SMELTED: dict[str, float] = {
     "coal_block": 80.0,
 }
 
+# Known errors in minecraft-data 1.11's recipes, corrected: result -> ingredient to drop.
+# Its boat recipe has item 269 (wooden shovel) in the middle of the U of planks; the game's
+# boat is five planks alone (https://minecraft.wiki/w/Boat#Crafting).
+RECIPE_ERRATA: dict[str, str] = {"boat": "wooden_shovel"}
+
 # Sources the symbolic game does not model: items from them are not tasks.
 # (mobs: combat, milk, eggs, wool; villagers: trading; farming: crops need planting and
 # waiting; Nether and End; chest loot; silk touch.)

@@ -127,6 +127,7 @@ def _parse_recipe(raw: dict, names: _Names) -> Recipe | None:
         if c is not None:
             counts[c] = counts.get(c, 0) + 1
     result = names.name(raw["result"])
+    counts.pop(game_facts.RECIPE_ERRATA.get(result, ""), None)
     if result in counts or not counts:
         return None  # repairing, re-dyeing, un-crafting into itself: no new item
     return Recipe(result, int(raw["result"]["count"]), tuple(sorted(counts.items())), needs_table)
@@ -162,7 +163,8 @@ def _ways(recipes, blocks, pickaxes) -> dict[str, list[frozenset[str]]]:
         level_options = [frozenset()] if surface_only else [frozenset({p}) for p in sorted(pickaxes)]
         for d in b.drops:
             for t in tool_options:
-                for lv in level_options:
+                # below the surface the player dug down with a pickaxe; a pickaxe tool covers it
+                for lv in [frozenset()] if t & pickaxes else level_options:
                     ways.setdefault(d.item, []).append(t | lv)
     for r in recipes:
         need = frozenset(n for n, _ in r.ingredients) | ({CRAFTING_TABLE} if r.needs_table else set())
