@@ -2,7 +2,8 @@
 
 ``SimonSaysVectorEnv(num_envs, tasks=None, horizon=300, backend="techtree", copy=True)``
 steps ``num_envs`` techtree games at once (gymnasium 1.x NEXT_STEP autoreset);
-``SimonSaysEnv(...)`` is one game. ``backend="crafter"`` / ``"minerl"`` return the
+``SimonSaysEnv(...)`` is one game. ``copy=False`` returns the env's own observation buffer,
+which the next step overwrites (faster; only for callers that do not keep observations). ``backend="crafter"`` / ``"minerl"`` return the
 corresponding backend's env from the same constructors.
 """
 
@@ -170,14 +171,17 @@ class SimonSaysEnv(_TechTreeEnvBase, gym.Env):
         self.core.reset_envs(np.zeros(1, dtype=np.int64), tasks)
         info = {"task": self.core.task[0].copy(), "success": np.bool_(False),
                 "items_obtained": np.zeros(len(self.item_names), dtype=bool)}
-        return self.core.obs[0].copy(), info
+        return self._observation(), info
 
     def step(self, action):
         if not self.action_space.contains(np.int64(action)):
             raise ValueError(f"action {action!r} not in {self.action_space}")
         reward, terminated, truncated, success, obtained = self.core.step(np.array([action], dtype=np.int64))
         info = {"task": self.core.task[0].copy(), "success": success[0], "items_obtained": obtained[0]}
-        return (self.core.obs[0].copy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info)
+        return self._observation(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def _observation(self) -> np.ndarray:
+        return self.core.obs[0].copy() if self._copy else self.core.obs[0]
 
 
 __all__ = ["BACKENDS", "SimonSaysEnv", "SimonSaysVectorEnv", "TaskSampler", "uniform_task_sampler"]
