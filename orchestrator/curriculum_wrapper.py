@@ -136,7 +136,7 @@ class _CurriculumLink:
         self.report_every_seconds = report_every_seconds
         self.evaluation = bool(evaluation)
         self.sampler = LocalTaskSampler(CurriculumDistribution.uniform(num_tasks, num_items))
-        self.bonus_items = np.zeros(num_items, dtype=bool)
+        self._set_bonus(np.zeros(num_items, dtype=bool))
         self.refreshes = 0
         self._pending: list[tuple[np.ndarray, ...]] = []
         self._pending_count = 0
@@ -164,14 +164,19 @@ class _CurriculumLink:
                 f"environment has {self.num_items}; build the curriculum with the env's item_names"
             )
         self.sampler.set_distribution(distribution)
-        self.bonus_items = np.asarray(distribution.bonus_items)
+        self._set_bonus(distribution.bonus_items)
         self.refreshes += 1
 
     def bonus(self, items_obtained: np.ndarray | None) -> np.ndarray | float:
         """bonus_size x number of newly obtained items that are in the bonus set (per env)."""
-        if items_obtained is None or self.bonus_size == 0.0:
+        # New items are rare per step: the cheap any() skips the product most of the time.
+        if items_obtained is None or self.bonus_size == 0.0 or not items_obtained.any():
             return 0.0
-        return self.bonus_size * np.count_nonzero(items_obtained & self.bonus_items, axis=-1)
+        return items_obtained @ self._bonus_weights
+
+    def _set_bonus(self, bonus_items: np.ndarray) -> None:
+        self.bonus_items = np.asarray(bonus_items)
+        self._bonus_weights = self.bonus_items * self.bonus_size  # float64 weights: one matmul per step
 
     def finished(self, task, success, episode_return, length, items) -> None:
         """Queue finished episodes (arrays with a leading episode axis)."""
@@ -300,23 +305,28 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
     def step(self, actions):
         obs, reward, terminated, truncated, info = self.env.step(actions)
         resetting = self._resetting
-        live = ~resetting
-        if resetting.any():  # NEXT_STEP: these envs returned a reset observation
-            self._start(resetting, info)
+        any_resetting = resetting.any()
         items = info.get("items_obtained")
+        success = info.get("success")
         env_reward = np.asarray(reward)
         bonus = self.link.bonus(items)
-        if self.link.bonus_size and np.any(bonus):
-            bonus = np.where(live, bonus, 0.0)
-            reward = (env_reward + bonus).astype(env_reward.dtype, copy=False)
-        self._return[live] += env_reward[live]
-        self._length[live] += 1
-        success = info.get("success")
+        # Accumulate for every env without masks, then restart the envs that were
+        # resetting (NEXT_STEP: they returned a reset observation, not a step), which
+        # discards whatever this call added for them.
+        self._return += env_reward
+        self._length += 1
         if success is not None:
-            self._success |= np.asarray(success, dtype=bool) & live
+            self._success |= np.asarray(success, dtype=bool)
         if items is not None:
-            self._items[live] |= items[live]
-        done = (np.asarray(terminated) | np.asarray(truncated)) & live
+            self._items |= items
+        done = np.asarray(terminated) | np.asarray(truncated)
+        if any_resetting:
+            self._start(resetting, info)
+            done = done & ~resetting
+            if not isinstance(bonus, float):
+                bonus = np.where(resetting, 0.0, bonus)
+        if not isinstance(bonus, float):
+            reward = (env_reward + bonus).astype(env_reward.dtype, copy=False)
         if done.any():
             idx = np.flatnonzero(done)
             self.link.finished(
