@@ -146,34 +146,36 @@ def _split_metrics(split: str, totals: torch.Tensor, names: Sequence[str], targe
     return metrics
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker body (one per worker)."""
+def run_epochs(
+    config: dict[str, Any],
+    dataset: SupervisedDataset,
+    report: Callable[[dict[str, float], dict[str, Any]], None],
+    *,
+    rank: int = 0,
+    world: int = 1,
+    device: torch.device | str = "cpu",
+    allreduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    resume_state: dict[str, Any] | None = None,
+) -> None:
+    """The training loop itself, for one worker: Ray Train's workers and
+    ``train_supervised_local`` both run it.  ``report(metrics, state)`` gets
+    every epoch's metrics (identical on all workers) and the checkpoint state."""
     import torch.distributed as dist
 
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
-    distributed = dist.is_available() and dist.is_initialized() and world > 1
-    allreduce = torch_distributed_allreduce if distributed else None
-
-    dataset: SupervisedDataset = ray.get(config["dataset_ref"])
     names = dataset.task_space.names
     model, combiner = _build(config, dataset)
     model.to(device)
-    if distributed:  # belt and braces: same weights everywhere even if seeding differs
+    if allreduce is not None:  # belt and braces: same weights everywhere even if seeding differs
         for p in model.state_dict().values():
             dist.broadcast(p, src=0)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config["lr"])
 
     start_epoch = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        combiner.load_state_dict(state["combiner"])
-        start_epoch = state["epoch"] + 1
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        combiner.load_state_dict(resume_state["combiner"])
+        start_epoch = resume_state["epoch"] + 1
 
     train = dataset.split("train")
     target = dataset.target
@@ -205,33 +207,124 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         model.eval()
         metrics: dict[str, float] = {"epoch": epoch, "steps": steps, "epoch_time_s": train_time}
-        metrics["train/samples_per_s"] = len(train) / max(train_time, 1e-9)
+        metrics["train/rows_per_s"] = len(train) / max(train_time, 1e-9)
         for split in dataset.splits:
             totals = _evaluate(model, dataset.split(split), target, len(names), rank, world, device)
-            if distributed:
+            if allreduce is not None:
                 dist.all_reduce(totals)
             metrics.update(_split_metrics(split, totals, names, target))
         if has_weights:
             for name, w in zip(names, weight_sums / max(steps, 1)):
                 metrics[f"combiner/weight/{name}"] = float(w)
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "combiner": combiner.state_dict(),
+            "epoch": epoch,
+            "task_names": list(names),
+        }
+        report(metrics, state)
 
-        if rank == 0:
-            with tempfile.TemporaryDirectory() as folder:
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "combiner": combiner.state_dict(),
-                        "epoch": epoch,
-                        "task_names": list(names),
-                    },
-                    Path(folder) / CHECKPOINT_FILE,
-                )
-                if config["queue"] is not None:
-                    config["queue"].put(metrics)
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
-        else:
-            ray.train.report(metrics)
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker body (one per worker): run_epochs with checkpoints and reports."""
+    import torch.distributed as dist
+
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    distributed = dist.is_available() and dist.is_initialized() and world > 1
+    dataset: SupervisedDataset = ray.get(config["dataset_ref"])
+
+    resume_state = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume_state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+
+    def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
+        if rank != 0:
+            ray.train.report(metrics)  # every worker must report; only rank 0 checkpoints
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, Path(folder) / CHECKPOINT_FILE)
+            if config["queue"] is not None:
+                config["queue"].put(metrics)
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(folder))
+
+    run_epochs(
+        config,
+        dataset,
+        report,
+        rank=rank,
+        world=world,
+        device=ray.train.torch.get_device(),
+        allreduce=torch_distributed_allreduce if distributed else None,
+        resume_state=resume_state,
+    )
+
+
+def _config(
+    dataset: SupervisedDataset,
+    architecture: str,
+    combiner: str,
+    hidden: Sequence[int],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    combiner_params: dict[str, Any] | None,
+    architecture_params: dict[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Validated loop config and the network's parameter counts (bad names fail here, on the driver)."""
+    for field_name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field_name} must be a positive int, got {value!r}")
+    if not (isinstance(lr, float | int) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    config: dict[str, Any] = {
+        "architecture": architecture,
+        "combiner": combiner,
+        "hidden": list(hidden),
+        "architecture_params": dict(architecture_params or {}),
+        "combiner_params": dict(combiner_params or {}),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": float(lr),
+        "seed": int(seed),
+        "queue": None,
+    }
+    model, _ = _build(config, dataset)
+    return config, model.parameter_counts()
+
+
+def train_supervised_local(
+    *,
+    dataset_path: str | os.PathLike,
+    architecture: str,
+    combiner: str,
+    hidden: Sequence[int],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    combiner_params: dict[str, Any] | None = None,
+    architecture_params: dict[str, Any] | None = None,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+) -> SupervisedResult:
+    """The same training loop in this process, without Ray (benchmarks, quick checks); no checkpoints."""
+    dataset = read_dataset(dataset_path)
+    config, counts = _config(
+        dataset, architecture, combiner, hidden, epochs, batch_size, lr, seed, combiner_params, architecture_params
+    )
+    history: list[dict[str, float]] = []
+
+    def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
+        history.append(metrics)
+        if on_epoch_end is not None:
+            on_epoch_end(metrics)
+
+    run_epochs(config, dataset, report)
+    return SupervisedResult(history, dataset.task_space.names, counts, None, "")
 
 
 def train_supervised(
@@ -262,27 +355,12 @@ def train_supervised(
     epoch, while training continues.  Rerunning with the same ``storage_path``
     and ``run_name`` resumes from the latest checkpoint.
     """
-    for field_name, value in (("num_workers", num_workers), ("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{field_name} must be a positive int, got {value!r}")
-    if not (isinstance(lr, float | int) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
     dataset = read_dataset(dataset_path)
-    config: dict[str, Any] = {
-        "architecture": architecture,
-        "combiner": combiner,
-        "hidden": list(hidden),
-        "architecture_params": dict(architecture_params or {}),
-        "combiner_params": dict(combiner_params or {}),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": float(lr),
-        "seed": int(seed),
-    }
-    # Build once on the driver: bad names/knobs fail here, before any worker starts.
-    model, _ = _build(config, dataset)
-    counts = model.parameter_counts()
-    del model
+    config, counts = _config(
+        dataset, architecture, combiner, hidden, epochs, batch_size, lr, seed, combiner_params, architecture_params
+    )
 
     queue = Queue(maxsize=0)
     config["queue"] = queue
