@@ -51,6 +51,8 @@ BLOCK_FREQUENCY: dict[str, dict[str, float]] = {
         "deadbush": 0.3,
         "snow_layer": 0.5,
         "web": 0.1,  # abandoned mineshafts opening at the surface
+        "wheat": 0.3,  # grown crops on village farms (found, not farmed)
+        "cocoa": 0.2,  # cocoa pods on jungle trees
     },
     "underground": {
         "stone": 60.0,
@@ -118,8 +120,9 @@ FUEL_ITEMS_SMELTED: dict[str, float] = {
 RECIPE_ERRATA: dict[str, str] = {"boat": "wooden_shovel"}
 
 # Sources the symbolic game does not model: items from them are not tasks.
-# (mobs: combat, milk, eggs, wool; villagers: trading; farming: crops need planting and
-# waiting; Nether and End; chest loot; silk touch.)
+# (mobs: combat, milk, eggs, leather; villagers: trading; farming: planting and waiting for
+# crops (grown wheat found on village farms is modelled); Nether and End; chest loot;
+# silk touch.)
 EXCLUDED_SOURCES: tuple[str, ...] = (
     "combat and other mobs", "trading", "farming", "the Nether", "the End",
     "chest loot", "silk touch",

@@ -141,6 +141,8 @@ def _world_blocks(data, names: _Names) -> tuple[WorldBlock, ...]:
         drops: list[Drop] = []
         for d in raw.get("drops", []):
             item = names.name(d["drop"])
+            if any(x.item == item for x in drops):
+                continue  # a second, bonus roll of the same item (wheat seeds, cocoa beans)
             lo, hi = d.get("minCount", 1), d.get("maxCount", d.get("minCount", 1))
             chance = game_facts.DROP_CHANCE.get((name, item), 1.0)
             if (name, item) not in game_facts.DROP_CHANCE and lo < 1 <= hi:
