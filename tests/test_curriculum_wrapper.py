@@ -33,7 +33,10 @@ class ChainVectorEnv(gym.vector.VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 4, tasks: Sequence[str] = TASKS, horizon: int = 6) -> None:
+    def __init__(self, num_envs: int = 4, tasks: Sequence[str] = TASKS, horizon: int = 6, same_step: bool = False) -> None:
+        self.same_step = same_step
+        if same_step:
+            self.metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
         self.num_envs = num_envs
         self.task_names = tuple(tasks)
         self.task_space = self.task_names  # len() and iteration are all the wrappers need
@@ -100,7 +103,14 @@ class ChainVectorEnv(gym.vector.VectorEnv):
         terminated = success & live
         truncated = (self._t >= self.horizon) & ~terminated & live
         reward = terminated.astype(np.float64)
-        self._autoreset = terminated | truncated
+        done = terminated | truncated
+        if self.same_step:  # reset finished envs now; info["task"] then names the new episode's goal
+            info = self._info(success, new_items)
+            if done.any():
+                self._new_tasks(done)
+                info["task"] = self._task.copy()
+            return self._obs(), reward, terminated, truncated, info
+        self._autoreset = done
         return self._obs(), reward, terminated, truncated, self._info(success, new_items)
 
 
@@ -355,3 +365,28 @@ def test_simon_says_single_env_under_the_wrapper():
         episodes += 1
     wrapped.flush()
     assert scheduler.episodes.sum() == episodes == len(EpisodeOutcomes.concat(client.reports))
+
+
+def test_same_step_autoreset_is_tracked_too():
+    scheduler = UniformCurriculum(TASKS, ITEMS)
+    client = RecordingClient(scheduler)
+    env = CurriculumVectorWrapper(ChainVectorEnv(4, same_step=True), client, report_every_episodes=1)
+    obs, _ = env.reset(seed=0)
+    for _ in range(30):
+        obs, *_ = env.step(chain_policy(obs))
+    env.flush()
+    sent = EpisodeOutcomes.concat(client.reports)
+    assert len(sent) >= 30 and sent.success.all()
+    assert [int(n) for n in sent.length] == [int(t) + 1 for t in sent.task]
+
+
+def test_evaluation_wrapper_reports_evaluation_episodes():
+    scheduler = LearningProgressCurriculum(TASKS, ITEMS, success_source="evaluation", evaluation_interval_steps=100)
+    env = CurriculumVectorWrapper(ChainVectorEnv(3), LocalCurriculumClient(scheduler), evaluation=True,
+                                  report_every_episodes=3)
+    obs, _ = env.reset(options={"task": np.array([0, 1, 2])})
+    for _ in range(3):
+        obs, *_ = env.step(chain_policy(obs))
+    env.flush()
+    assert scheduler.evaluation_episodes.tolist() == [1, 1, 1] and scheduler.episodes.sum() == 0
+    assert scheduler.estimates.success_rate.tolist() == [1.0, 1.0, 1.0]
