@@ -333,7 +333,7 @@ def test_simon_says_vector_env_under_the_wrapper():
     client = RecordingClient(scheduler)
     wrapped = CurriculumVectorWrapper(env, client, bonus_size=0.1, report_every_episodes=4)
     obs, info = wrapped.reset(seed=0)
-    rng = np.random.default_rng(0)
+    wrapped.action_space.seed(0)
     for _ in range(60):
         obs, reward, term, trunc, info = wrapped.step(wrapped.action_space.sample())
     wrapped.flush()
@@ -341,7 +341,6 @@ def test_simon_says_vector_env_under_the_wrapper():
     assert len(sent) >= 4  # horizon 20, 60 steps, 4 envs: at least 8 episodes ended
     assert scheduler.episodes.sum() == len(sent)
     assert (sent.length <= 20).all()
-    del rng
     wrapped.close()
 
 
