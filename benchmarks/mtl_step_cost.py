@@ -49,9 +49,9 @@ def task_losses(model, x, task, y, num_tasks: int) -> list[torch.Tensor]:
 def make_step(arch: str, mode: str, num_tasks: int, args: argparse.Namespace) -> Callable[[], None]:
     """One training step of ``arch`` with ``mode`` (a combiner, ``t_backward`` or ``plain_backward``)."""
     torch.manual_seed(0)
-    model = build_network(arch, args.input_dim, args.classes, num_tasks, hidden=tuple(args.hidden))
+    model = build_network(arch, args.input_dim, args.classes, num_tasks, hidden=tuple(args.hidden)).to(args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x, task, y = make_batch(args.batch, args.input_dim, num_tasks, args.classes)
+    x, task, y = (t.to(args.device) for t in make_batch(args.batch, args.input_dim, num_tasks, args.classes))
     params = [p for p in model.parameters() if p.requires_grad]
 
     if mode == "plain_backward":
@@ -86,7 +86,7 @@ def make_step(arch: str, mode: str, num_tasks: int, args: argparse.Namespace) ->
     return step
 
 
-def time_interleaved(steps: dict, rounds: int, warmup: int = 3) -> dict:
+def time_interleaved(steps: dict, rounds: int, warmup: int = 3, device: str = "cpu") -> dict:
     """Median seconds per step of each entry, measured round-robin so that load
     from other processes on a shared machine hits every entry alike."""
     for step in steps.values():
@@ -97,6 +97,8 @@ def time_interleaved(steps: dict, rounds: int, warmup: int = 3) -> dict:
         for key, step in steps.items():
             start = time.perf_counter()
             step()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()  # kernels are asynchronous: time the work, not the launch
             times[key].append(time.perf_counter() - start)
     return {key: statistics.median(v) for key, v in times.items()}
 
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=40, help="timed rounds (each runs every configuration once)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 = stable timings on a shared box)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for num_tasks in args.tasks:
         steps = {(a, m): make_step(a, m, num_tasks, args) for a in ARCHITECTURES for m in modes}
-        seconds = time_interleaved(steps, args.steps)
+        seconds = time_interleaved(steps, args.steps, device=args.device)
         reference = seconds[("shared_bottom", "sum")]
         for arch in ARCHITECTURES:
             counts = build_network(arch, args.input_dim, args.classes, num_tasks, hidden=tuple(args.hidden)).parameter_counts()
@@ -149,7 +152,12 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "mtl_step_cost",
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "processor": platform.processor()},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "processor": platform.processor(),
+            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        },
         "target": "pcgrad and mgda <= 1.2x the T separate backward passes",
         "worst_ratio_to_t_backward": worst,
         "meets_target": all(v <= 1.2 for v in worst.values()),

@@ -59,8 +59,16 @@ class GradientCombiner(abc.ABC):
         """Restore what ``state_dict`` returned."""
 
 
+SMALL_GRAM = 1 << 16  # T * P below this: numpy on one thread beats torch's thread pool
+
+
 def gram_matrix(grads: Tensor) -> Tensor:
     """G G^T in float64 on the CPU: every combiner below works on these T x T numbers."""
+    if grads.device.type == "cpu" and grads.numel() <= SMALL_GRAM:
+        # A tiny torch matmul with >1 intra-op thread measured 1-5 ms on a busy
+        # 2-core machine (thread wake-ups) against microseconds in numpy.
+        g = grads.detach().double().numpy()
+        return torch.from_numpy(g @ g.T)
     return (grads @ grads.T).double().cpu()
 
 

@@ -2,9 +2,9 @@
 
 min_a || sum_i a_i v_i ||^2  s.t. a >= 0, sum a = 1   (Sener & Koltun 2018, Alg. 2 subproblem)
 
-Two vectors: exact closed form.  More: accelerated projected gradient on the
-simplex, stopped on the Frank-Wolfe duality gap; K is tiny (tasks +
-constraints), so this costs microseconds next to a backward pass.
+Two vectors: exact closed form.  More: Wolfe's minimum-norm-point algorithm
+(exact, active set); K is tiny (tasks + constraints), so this costs well under
+a millisecond next to a backward pass.
 """
 
 from __future__ import annotations
@@ -31,8 +31,20 @@ def project_to_simplex(v: np.ndarray) -> np.ndarray:
     return np.maximum(v - css[rho] / (rho + 1.0), 0.0)
 
 
-def min_norm_weights(gram: Tensor | np.ndarray, max_iter: int = 2000, tol: float = 1e-9) -> Tensor:
-    """Simplex weights of the min-norm point of the vectors whose Gram matrix is ``gram``."""
+def min_norm_weights(gram: Tensor | np.ndarray, max_iter: int = 200, tol: float = 1e-12) -> Tensor:
+    """Simplex weights of the min-norm point of the vectors whose Gram matrix is ``gram``.
+
+    Two vectors: the closed form.  More: Wolfe's (1976) minimum-norm-point
+    algorithm, an active-set method that is exact after finitely many steps
+    (typically about K), working on the Gram matrix alone:
+
+        start at the shortest vector; repeat:
+            j = argmin_i v_i . x;  stop if v_j . x >= ||x||^2 (x is optimal)
+            S <- S + {j}
+            repeat: mu = affine min-norm point of S (sum mu = 1)
+                    if mu > 0: x <- mu, break
+                    else step from x towards mu until a weight hits 0; drop it
+    """
     m = np.asarray(gram.cpu().numpy() if isinstance(gram, Tensor) else gram, dtype=np.float64)
     k = m.shape[0]
     if k == 1:
@@ -40,28 +52,42 @@ def min_norm_weights(gram: Tensor | np.ndarray, max_iter: int = 2000, tol: float
     if k == 2:
         g = min_norm_two(m[0, 0], m[0, 1], m[1, 1])
         return torch.tensor([g, 1.0 - g], dtype=torch.float64)
-    scale = max(np.trace(m) / k, 1e-30)
-    m = m / scale  # the weights do not depend on the scale; the step size does
-    # Start from the best pair (exact), as in Sener & Koltun's solver.
-    best, a = np.inf, np.full(k, 1.0 / k)
-    for i in range(k):
-        for j in range(i + 1, k):
-            g = min_norm_two(m[i, i], m[i, j], m[j, j])
-            value = g * g * m[i, i] + 2 * g * (1 - g) * m[i, j] + (1 - g) ** 2 * m[j, j]
-            if value < best:
-                best, a = value, np.zeros(k)
-                a[i], a[j] = g, 1.0 - g
-    step = 1.0 / max(np.linalg.eigvalsh(m)[-1], 1e-12)
-    y, a_prev, t = a.copy(), a.copy(), 1.0
+    scale = max(float(np.max(np.diag(m))), 1e-30)
+    m = m / scale  # the weights do not depend on the scale; the tolerances do
+    lam = np.zeros(k)
+    lam[int(np.argmin(np.diag(m)))] = 1.0
+    support = [int(np.argmin(np.diag(m)))]
     for _ in range(max_iter):
-        a = project_to_simplex(y - step * (m @ y))
-        ma = m @ a
-        gap = float(a @ ma - ma.min())  # Frank-Wolfe gap >= suboptimality
-        # Relative gap, or absolute in units of the mean squared norm (the
-        # hull may contain 0: Pareto-stationary points, where relative never holds).
-        if gap <= tol * float(a @ ma) or gap <= 1e-12:
+        g = m @ lam
+        j = int(np.argmin(g))
+        if g[j] >= lam @ g - tol or j in support:
             break
-        t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
-        y = a + ((t - 1) / t_next) * (a - a_prev)
-        a_prev, t = a, t_next
-    return torch.as_tensor(a, dtype=torch.float64)
+        support.append(j)
+        for _ in range(k + 1):
+            mu = _affine_min_norm(m, support)
+            if (mu > tol).all():
+                lam[:] = 0.0
+                lam[support] = mu
+                break
+            # Move from lam towards mu until the first weight reaches 0, then drop it.
+            current = lam[support]
+            falling = mu <= tol
+            theta = float(np.min(current[falling] / np.maximum(current[falling] - mu[falling], 1e-300)))
+            lam[support] = current + min(max(theta, 0.0), 1.0) * (mu - current)
+            keep = [i for i in support if lam[i] > tol]
+            lam[[i for i in support if i not in keep]] = 0.0
+            support = keep
+    lam = np.maximum(lam, 0.0)
+    return torch.as_tensor(lam / lam.sum(), dtype=torch.float64)
+
+
+def _affine_min_norm(m: np.ndarray, support: list[int]) -> np.ndarray:
+    """argmin mu^T M_S mu s.t. sum mu = 1 (least squares on the bordered KKT system, so a
+    singular M_S, e.g. repeated vectors, still gets an answer)."""
+    n = len(support)
+    kkt = np.zeros((n + 1, n + 1))
+    kkt[:n, :n] = m[np.ix_(support, support)]
+    kkt[:n, n] = kkt[n, :n] = 1.0
+    rhs = np.zeros(n + 1)
+    rhs[n] = 1.0
+    return np.linalg.lstsq(kkt, rhs, rcond=None)[0][:n]
