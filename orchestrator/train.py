@@ -200,6 +200,7 @@ def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: Trai
         name=actor_name,
         namespace=ACTOR_NAMESPACE,
         checkpoint_path=str(live_ckpt),
+        checkpoint_every_seconds=cfg.curriculum.checkpoint_every_seconds,
     )
     ppo = build_ppo_config(cfg, env_config_for(cfg, list(task_space.names), actor_name, ACTOR_NAMESPACE))
     algo = ppo.build_algo()

@@ -63,9 +63,11 @@ def test_ray_job_submit_trains_smoke_and_tracks_in_mlflow(ray_head, tmp_path):
     deadline = time.time() + 420
     status = ""
     while time.time() < deadline:
-        out = subprocess.run([str(BIN / "ray"), "job", "status", "--address", address, job_id],
-                             env=env, capture_output=True, text=True, timeout=60).stdout
-        status = next((s for s in ("SUCCEEDED", "FAILED", "STOPPED") if s in out), "")
+        proc = subprocess.run([str(BIN / "ray"), "job", "status", "--address", address, job_id],
+                              env=env, capture_output=True, text=True, timeout=60)
+        out = proc.stdout + proc.stderr  # the CLI reports the status on stderr
+        # The CLI prints e.g. "Job 'mto-smoke-1a2b' succeeded" (or failed / stopped) once it has ended.
+        status = next((s.upper() for s in ("succeeded", "failed", "stopped") if f"job '{job_id}' {s}" in out.lower()), "")
         if status:
             break
         time.sleep(3)
