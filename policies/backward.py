@@ -106,17 +106,21 @@ def apply_multitask_backward(
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None else torch.float32
 
-    local_present = [
-        bool(l is not None and l.requires_grad and torch.isfinite(l).item()) for l in loss_list
-    ]
-    if task_sample_counts is None:
-        counts = torch.tensor(local_present, dtype=dtype, device=device)
-    else:
+    # Which tasks have a usable loss: one device->host sync for all of them
+    # (a per-task .item() stalls a GPU pipeline T times).
+    candidates = [t for t, l in enumerate(loss_list) if l is not None and l.requires_grad]
+    checks = [loss_list[t].detach().reshape(()).isfinite() for t in candidates]
+    if task_sample_counts is not None:
         counts = torch.as_tensor(task_sample_counts, dtype=dtype, device=device).reshape(-1)
         if counts.numel() != num_tasks:
             raise ValueError(f"task_sample_counts has {counts.numel()} entries for {num_tasks} task losses")
-        local_present = [p and bool(c > 0) for p, c in zip(local_present, counts.tolist())]
-        counts = counts * torch.tensor(local_present, dtype=dtype, device=device)
+        checks = [c & (counts[t] > 0) for c, t in zip(checks, candidates)]
+    finite = torch.stack(checks).tolist() if checks else []
+    local_present = [False] * num_tasks
+    for t, ok in zip(candidates, finite):
+        local_present[t] = bool(ok)
+    present_local = torch.tensor(local_present, dtype=dtype).to(device, non_blocking=True)
+    counts = present_local if task_sample_counts is None else counts * present_local
 
     shared_sizes = [p.numel() for p in shared]
     task_sizes = [sum(p.numel() for p in ps) for ps in per_task]
@@ -161,7 +165,8 @@ def apply_multitask_backward(
         loss_slot = buffer[size - 2 * num_tasks : size - num_tasks]
         count_slot = buffer[size - num_tasks :]
     present_mask = count_slot > 0
-    present = present_mask.tolist()
+    # Without an all-reduce nothing new is known: skip the device->host sync.
+    present = present_mask.tolist() if allreduce is not None else local_present
     present_ids = [t for t in range(num_tasks) if present[t]]
     if weighted:
         # Weighted mean: sum_w n_wt x_wt / sum_w n_wt (the 1/world_size cancels).
@@ -182,19 +187,18 @@ def apply_multitask_backward(
                 p.grad = None
             offset += p.numel()
 
-    task_grad_norms = [float("nan")] * num_tasks
-    combined_norm = 0.0
+    # Statistics stay on the device until one final transfer.
+    norms = torch.full((num_tasks,), float("nan"), dtype=dtype, device=device)
+    combined_norm = torch.zeros(1, dtype=dtype, device=device)
     if p_shared and present_ids:
         rows = grad_matrix if len(present_ids) == num_tasks else grad_matrix[present_ids]
         if weighted:
             rows = rows * inverse[present_ids, None]
-        norms = torch.linalg.vector_norm(rows, dim=1).tolist()
-        for t, n in zip(present_ids, norms):
-            task_grad_norms[t] = n
+        norms[present_ids] = torch.linalg.vector_norm(rows, dim=1)
         combined = combiner(rows, mean_losses[present_ids], torch.tensor(present_ids))
         if combined.data_ptr() == rows.data_ptr() or combined._base is not None:
             combined = combined.clone()  # never hand out views of the reusable buffer
-        combined_norm = float(torch.linalg.vector_norm(combined))
+        combined_norm = torch.linalg.vector_norm(combined).reshape(1)
         for p, g in zip(shared, torch.split(combined, shared_sizes)):
             p.grad = g.view_as(p)
     else:
@@ -206,10 +210,11 @@ def apply_multitask_backward(
         weights = [float("nan")] * num_tasks
         for t, w in zip(present_ids, combiner.last_weights.tolist()):
             weights[t] = w
+    numbers = torch.cat([mean_losses, norms, combined_norm]).tolist()
     return MultitaskBackwardStats(
-        task_losses=[float(x) if present[t] else float("nan") for t, x in enumerate(mean_losses.tolist())],
-        task_grad_norms=task_grad_norms,
-        combined_grad_norm=combined_norm,
+        task_losses=[x if present[t] else float("nan") for t, x in enumerate(numbers[:num_tasks])],
+        task_grad_norms=numbers[num_tasks : 2 * num_tasks],
+        combined_grad_norm=numbers[-1],
         task_weights=weights,
         present=present,
     )
