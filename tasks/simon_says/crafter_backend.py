@@ -35,11 +35,6 @@ def _crafter():
     return crafter
 
 
-def achievements() -> tuple[str, ...]:
-    """Crafter's achievements, in its own order."""
-    return tuple(_crafter().constants.achievements)
-
-
 def prerequisites() -> dict[str, frozenset[str]]:
     """Direct prerequisites of each achievement, from Crafter's ``data.yaml``."""
     c = _crafter().constants

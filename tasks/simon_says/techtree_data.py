@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tasks.simon_says import game_facts
@@ -226,8 +225,3 @@ def load_tech_tree() -> TechTree:
         unobtainable=frozenset(known - obtainable - {"air"}),
     )
 
-
-def known_items() -> Iterable[str]:
-    """Every item name of the data version, obtainable or not (for error suggestions)."""
-    tree = load_tech_tree()
-    return sorted(set(tree.item_names) | tree.unobtainable)
