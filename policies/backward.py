@@ -66,6 +66,8 @@ def apply_multitask_backward(
     combiner: GradientCombiner,
     allreduce: AllReduce | None = None,
     task_sample_counts: Tensor | Sequence[int] | None = None,
+    shared_parameters: Sequence[Tensor] | None = None,
+    task_parameters: Sequence[Sequence[Tensor]] | None = None,
 ) -> MultitaskBackwardStats:
     """Write combined gradients into ``.grad`` (overwriting) of ``model``'s parameters.
 
@@ -88,6 +90,13 @@ def apply_multitask_backward(
     gradients by their local derivatives, and 0 * nan would poison every task.
     ``allreduce(buffer)`` must return the mean of ``buffer`` over workers
     (``torch_distributed_allreduce`` does that for ``torch.distributed``).
+
+    ``shared_parameters`` / ``task_parameters`` (a list per task) override the
+    model's own split, e.g. inside an RLlib ``TorchLearner`` whose RLModule
+    wraps a ``policies`` network plus a value head that every task shares:
+    ``shared_parameters=net.shared_parameters() + list(value_head.parameters())``.
+    Under DDP, pass ``allreduce``: ``torch.autograd.grad`` does not fire DDP's
+    gradient hooks, so nothing else averages these gradients.
     """
     if isinstance(task_losses, Tensor):
         if task_losses.requires_grad and not bool(torch.isfinite(task_losses).all()):
@@ -101,7 +110,14 @@ def apply_multitask_backward(
     num_tasks = len(loss_list)
     if num_tasks == 0:
         raise ValueError("task_losses is empty")
-    shared, per_task = _shared_and_task_parameters(model, num_tasks)
+    if shared_parameters is None or task_parameters is None:
+        model_shared, model_per_task = _shared_and_task_parameters(model, num_tasks)
+    shared = [p for p in (shared_parameters if shared_parameters is not None else model_shared) if p.requires_grad]
+    if task_parameters is not None and len(task_parameters) != num_tasks:
+        raise ValueError(f"task_parameters has {len(task_parameters)} lists for {num_tasks} task losses")
+    per_task = (
+        [[p for p in ps if p.requires_grad] for ps in task_parameters] if task_parameters is not None else model_per_task
+    )
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else torch.device("cpu")
     dtype = first.dtype if first is not None else torch.float32

@@ -164,3 +164,23 @@ def test_model_patch_transfer_trains_only_the_new_patch() -> None:
     assert all(torch.equal(a, b) for a, b in zip(shared_before, net.shared_parameters()))
     assert net.task_specific[new].head.weight.grad is not None
     assert net.parameter_counts()["task_specific"] == 3 * (2 * H1 + 2 * H2 + HEAD)
+
+
+def test_explicit_parameter_split_covers_an_extra_shared_head() -> None:
+    # As inside an RLlib learner: a policies network plus a value head every task shares.
+    torch.manual_seed(4)
+    net = build_network("shared_bottom", D, O, 2, hidden=(H1, H2))
+    value_head = torch.nn.Linear(D, 1)
+    x, task = torch.randn(6, D), torch.tensor([0, 1] * 3)
+    out = net(x, task).sum(dim=1) + value_head(x)[:, 0]
+    losses = [out[task == t].pow(2).mean() for t in range(2)]
+    expected = torch.autograd.grad(losses[0] + losses[1], list(value_head.parameters()), retain_graph=True)
+    apply_multitask_backward(
+        net,
+        losses,
+        build_combiner("sum", 2),
+        shared_parameters=net.shared_parameters() + list(value_head.parameters()),
+        task_parameters=[net.task_parameters(t) for t in range(2)],
+    )
+    for p, g in zip(value_head.parameters(), expected):
+        assert torch.allclose(p.grad, g, atol=1e-6)

@@ -147,3 +147,11 @@ def test_write_dataset_names_valid_choices(tmp_path) -> None:
         write_dataset("cifar", tmp_path)
     with pytest.raises(ValueError, match="valid parameters"):
         write_dataset("pareto_toy", tmp_path, n=20)
+
+
+def test_conversion_command_writes_and_checks_the_file(tmp_path, capsys) -> None:
+    from tasks.supervised.__main__ import main
+
+    main(["grouped_regression", str(tmp_path), "--seed", "2", "--param", "num_groups=2", "--param", "tasks_per_group=2"])
+    assert "task_03" in capsys.readouterr().out
+    assert read_dataset(tmp_path / "grouped_regression.parquet").metadata["params"]["num_groups"] == 2
