@@ -54,6 +54,9 @@ class CurriculumConfig(_Section):
     refresh_every_seconds: float = Field(5.0, gt=0, description="... or after this many seconds")
     report_every_episodes: int = Field(32, ge=1, description="episode outcomes are sent in batches of this size")
     checkpoint_every_seconds: float = Field(30.0, gt=0, description="the CurriculumActor saves its state this often (restored if it restarts)")
+    evaluation_episodes_per_task: int = Field(
+        8, ge=1, description="with params.success_source=evaluation: fresh episodes per task at each evaluation"
+    )
 
 
 class BonusConfig(_Section):

@@ -37,10 +37,15 @@ def resolve_checkpoint(run: str, run_dir: str) -> tuple[Path, ExperimentConfig]:
     return ckpt, load_config(run_path / CONFIG_ARTIFACT)
 
 
-def evaluate_policy(module, cfg: ExperimentConfig, episodes: int, greedy: bool, seed: int) -> dict[str, float]:
-    """Success rate per task over `episodes` episodes each, all tasks stepped as one vector env."""
+def evaluation_episodes(module, cfg: ExperimentConfig, episodes: int, greedy: bool, seed: int):
+    """`episodes` fresh episodes of every task with `module`, all stepped as one vector env.
+
+    Returns `EpisodeOutcomes` marked `evaluation=True` (what an evaluation-mode
+    curriculum measures success from), one row per episode, grouped by task.
+    """
     import torch
 
+    from curricula import EpisodeOutcomes
     from tasks.simon_says import SimonSaysVectorEnv
 
     task_space = resolve_task_space(cfg)
@@ -50,6 +55,9 @@ def evaluate_policy(module, cfg: ExperimentConfig, episodes: int, greedy: bool, 
     obs, _ = env.reset(seed=seed, options={"task": goals})
     done = np.zeros(n, dtype=bool)
     success = np.zeros(n, dtype=bool)
+    returns = np.zeros(n)
+    lengths = np.zeros(n, dtype=np.int64)
+    items = np.zeros((n, len(env.item_names)), dtype=bool)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         while not done.all():
@@ -58,13 +66,25 @@ def evaluate_policy(module, cfg: ExperimentConfig, episodes: int, greedy: bool, 
                 actions = logits.argmax(-1)
             else:
                 actions = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
-            obs, _, terminated, truncated, info = env.step(actions.numpy())
+            obs, reward, terminated, truncated, info = env.step(actions.numpy())
             # Only the first episode of each slot counts; later (autoreset) ones are ignored.
-            success |= ~done & info["success"]
+            live = ~done
+            success |= live & info["success"]
+            returns += np.where(live, reward, 0.0)
+            lengths += live
+            items |= live[:, None] & info["items_obtained"]
             done |= terminated | truncated
     env.close()
-    per_task = success.reshape(len(task_space), episodes).mean(axis=1)
-    return dict(zip(task_space.names, per_task.tolist()))
+    return EpisodeOutcomes(task=goals.astype(np.int64), success=success, episode_return=returns,
+                           length=lengths, items_obtained=items, evaluation=True)
+
+
+def evaluate_policy(module, cfg: ExperimentConfig, episodes: int, greedy: bool, seed: int) -> dict[str, float]:
+    """Success rate per task over `episodes` fresh episodes each."""
+    outcomes = evaluation_episodes(module, cfg, episodes, greedy, seed)
+    names = resolve_task_space(cfg).names
+    per_task = outcomes.success.reshape(len(names), episodes).mean(axis=1)
+    return dict(zip(names, per_task.tolist()))
 
 
 def run_evaluation(run: str, episodes: int | None = None, greedy: bool = False, seed: int = 0, run_dir: str = "runs") -> dict[str, float]:

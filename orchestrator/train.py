@@ -243,9 +243,12 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
     threshold = cfg.training.mastery_threshold
     budget = cfg.training.max_env_steps
     success: list[float] = [0.0] * len(names)
+    measures_by_evaluation = cfg.curriculum.params.get("success_source", "online") == "evaluation"
     with TrainingProgress(cfg.training.iterations, state.iteration, live) as progress:
         while state.iteration < cfg.training.iterations and (budget is None or state.env_steps < budget):
             t0 = time.perf_counter()
+            if measures_by_evaluation and ray.get(actor.evaluation_due.remote()):
+                _evaluate_for_curriculum(cfg, algo, actor, state)
             result = algo.train()
             seconds = time.perf_counter() - t0
             from orchestrator.rl import iteration_metrics
@@ -287,6 +290,19 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
         mastered=mastered_names,
         checkpoint=state.checkpoint,
     )
+
+
+def _evaluate_for_curriculum(cfg, algo, actor, state: TrainerState) -> None:
+    """Evaluation-mode curricula measure success on fresh episodes of every task, run here
+    with the learner's current policy, instead of on the curriculum-chosen training episodes."""
+    import ray
+
+    from orchestrator.evaluate import evaluation_episodes
+
+    outcomes = evaluation_episodes(
+        algo.get_module(), cfg, cfg.curriculum.evaluation_episodes_per_task, greedy=False, seed=cfg.seed + state.iteration
+    )
+    ray.get(actor.report.remote(outcomes))
 
 
 def log_plots(run_id: str | None, order, mastery_threshold: float) -> None:
