@@ -92,14 +92,13 @@ class ModelPatch(MultiTaskNetwork):
                 scale, bias = scale[:, :, None, None], bias[:, :, None, None]
             h = h * scale + bias
             if self.conv:
-                channels = h.shape[1]
-                h = route_by_task(
-                    h,
-                    task,
-                    [
-                        (lambda c, w=p.depthwise[layer]: c + F.conv2d(c, w, padding=1, groups=channels))
-                        for p in self.task_specific
-                    ],
+                # Each sample's own task's depthwise kernel, as one grouped conv over
+                # B*C channels (no per-task loop): [B, C, 1, 3, 3] -> [B*C, 1, 3, 3].
+                b, c, height, width = h.shape
+                kernels = torch.stack([p.depthwise[layer] for p in self.task_specific])[task]
+                patch = F.conv2d(
+                    h.reshape(1, b * c, height, width), kernels.reshape(b * c, 1, 3, 3), padding=1, groups=b * c
                 )
+                h = h + patch.view(b, c, height, width)
             h = torch.relu(h)
         return route_by_task(flatten_features(h), task, [p.head for p in self.task_specific])
