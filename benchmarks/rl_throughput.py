@@ -32,7 +32,7 @@ def main() -> None:
 
     from orchestrator.config import build_scheduler, load_config, resolve_item_names, resolve_task_space
     from orchestrator.curriculum_actor import start_curriculum_actor
-    from orchestrator.rl import build_ppo_config, env_config_for
+    from orchestrator.rl import build_algorithm, env_config_for
 
     cfg = load_config(
         Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml",
@@ -44,8 +44,8 @@ def main() -> None:
     try:
         actor = start_curriculum_actor(build_scheduler(cfg, space.names, resolve_item_names(cfg)), name="bench-curriculum", namespace="bench")
         arms = {
-            "without curriculum": build_ppo_config(cfg, env_config_for(cfg, list(space.names), None, None)).build_algo(),
-            "with curriculum": build_ppo_config(cfg, env_config_for(cfg, list(space.names), "bench-curriculum", "bench")).build_algo(),
+            "without curriculum": build_algorithm(cfg, env_config_for(cfg, list(space.names), None, None)),
+            "with curriculum": build_algorithm(cfg, env_config_for(cfg, list(space.names), "bench-curriculum", "bench")),
         }
         samples: dict[str, list[float]] = {k: [] for k in arms}
         for it in range(args.iterations + 1):

@@ -80,6 +80,10 @@ class RLConfig(_Section):
     num_cpus_per_env_runner: float = Field(1.0, gt=0, description="CPUs reserved per EnvRunner")
     num_learners: int = Field(0, ge=0, description="Learner actors (0 = learn in the driver)")
     num_gpus_per_learner: float = Field(0.0, ge=0, description="GPUs per Learner (0 on CPU machines)")
+    learner_threads: int | None = Field(
+        None, ge=1,
+        description="torch threads of a learner in the driver (num_learners=0); null = CPUs left over by the EnvRunners",
+    )
     rollout_fragment_length: int | Literal["auto"] = Field("auto", description="steps per env per sample call")
     train_batch_size: int = Field(4096, ge=1, description="env steps per learner per iteration")
     minibatch_size: int = Field(512, ge=1, description="SGD minibatch size")

@@ -187,7 +187,7 @@ def _locate_resume(resume: str, config_path: str | None, overrides: tuple[str, .
 
 def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: TrainerState):
     from orchestrator.curriculum_actor import start_curriculum_actor
-    from orchestrator.rl import build_ppo_config, env_config_for
+    from orchestrator.rl import build_algorithm, env_config_for
 
     live_ckpt = run_path / "curriculum_live.pkl"
     if state.checkpoint:
@@ -202,8 +202,7 @@ def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: Trai
         checkpoint_path=str(live_ckpt),
         checkpoint_every_seconds=cfg.curriculum.checkpoint_every_seconds,
     )
-    ppo = build_ppo_config(cfg, env_config_for(cfg, list(task_space.names), actor_name, ACTOR_NAMESPACE))
-    algo = ppo.build_algo()
+    algo = build_algorithm(cfg, env_config_for(cfg, list(task_space.names), actor_name, ACTOR_NAMESPACE))
     if state.checkpoint:
         algo.restore_from_path(str(Path(state.checkpoint) / "algorithm"))
     return actor, algo
