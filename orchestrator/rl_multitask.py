@@ -68,7 +68,7 @@ class MultiTaskPPOLearner(PPOTorchLearner):
         cfg = self.config.learner_config_dict
         self._combiner = build_combiner(cfg["combiner"], int(cfg["num_tasks"]), **dict(cfg.get("combiner_params") or {}))
         self._num_tasks = int(cfg["num_tasks"])
-        self._task_losses: dict[str, torch.Tensor] = {}
+        self._task_losses: dict[str, list[torch.Tensor | None]] = {}
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         obs = batch[Columns.OBS]
@@ -81,16 +81,15 @@ class MultiTaskPPOLearner(PPOTorchLearner):
                 mask = mask & base_mask
             if not bool(mask.any()):
                 # No samples of this task in the minibatch: left out of the combination.
-                losses.append(torch.tensor(float("nan"), device=obs.device))
+                losses.append(None)
                 continue
             losses.append(
                 super().compute_loss_for_module(
                     module_id=module_id, config=config, batch={**batch, Columns.LOSS_MASK: mask}, fwd_out=fwd_out
                 )
             )
-        stacked = torch.stack(losses)
-        self._task_losses[module_id] = stacked
-        return torch.nansum(stacked)
+        self._task_losses[module_id] = losses
+        return torch.stack([loss for loss in losses if loss is not None]).sum()
 
     def compute_gradients(self, loss_per_module, **kwargs):
         for optim in self._optimizer_parameters:

@@ -3,6 +3,8 @@ the combiner applied to RLlib's own per-task PPO losses (MGDA, two tasks: closed
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -109,3 +111,25 @@ def test_learner_gradient_is_mgda_of_per_task_ppo_losses(mgda_learner):
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6)
     # The combined step does not increase either task's loss to first order.
     assert float(got @ g1) >= -1e-9 and float(got @ g2) >= -1e-9
+
+
+@pytest.mark.parametrize("architecture,combiner", [("separate_bottom", "pcgrad"), ("model_patch", "sum")])
+def test_train_smoke_with_multitask_network_through_cli(ray_session, tmp_path, architecture, combiner, monkeypatch):
+    """The architecture is the network on the EnvRunners and the Learner; the run checkpoints
+    a module that `mto eval` loads back."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.cli import main
+    from orchestrator.tracking import default_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    smoke = str(Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml")
+    code = main(["train", smoke, "--no-live", "--run-dir", str(tmp_path), "--set", f"run_dir={tmp_path}",
+                 "--set", "training.iterations=1", "--set", f"model.architecture={architecture}",
+                 "--set", f"model.combiner={combiner}"])
+    assert code == 0
+    client = MlflowClient(default_tracking_uri(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name("mto").experiment_id])
+    assert run.data.params["model.architecture"] == architecture
+    assert np.isfinite(run.data.metrics["loss/policy_loss"])
+    assert main(["eval", run.info.run_id, "--run-dir", str(tmp_path), "--episodes", "2"]) == 0
