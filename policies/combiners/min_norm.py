@@ -22,15 +22,6 @@ def min_norm_two(v1v1: float, v1v2: float, v2v2: float) -> float:
     return float(np.clip((v2v2 - v1v2) / denom, 0.0, 1.0))
 
 
-def project_to_simplex(v: np.ndarray) -> np.ndarray:
-    """Euclidean projection onto {a >= 0, sum a = 1} (Duchi et al. 2008)."""
-    u = np.sort(v)[::-1]
-    css = np.cumsum(u) - 1.0
-    k = np.arange(1, v.size + 1)
-    rho = np.nonzero(u - css / k > 0)[0][-1]
-    return np.maximum(v - css[rho] / (rho + 1.0), 0.0)
-
-
 def min_norm_weights(gram: Tensor | np.ndarray, max_iter: int = 200, tol: float = 1e-12) -> Tensor:
     """Simplex weights of the min-norm point of the vectors whose Gram matrix is ``gram``.
 
