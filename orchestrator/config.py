@@ -14,6 +14,8 @@ from typing import Any, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator.offline_config import OfflineConfig
+
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message says where and why."""
@@ -27,7 +29,15 @@ class _Section(BaseModel):
 class TaskConfig(_Section):
     """What to train on."""
 
-    family: Literal["simon_says"] = Field("simon_says", description="task family")
+    family: Literal["simon_says", "multi_digit", "grouped_regression", "pareto_toy"] = Field(
+        "simon_says", description="simon_says: RL with RLlib; the others: supervised multi-task datasets on Ray Train"
+    )
+    dataset: str | None = Field(
+        None, description="supervised: a Parquet dataset file; null = generate it into the run folder"
+    )
+    dataset_params: dict[str, Any] = Field(
+        default_factory=dict, description="supervised: generator parameters (e.g. mnist_path, num_groups)"
+    )
     backend: Literal["techtree", "crafter", "minerl"] = Field(
         "techtree", description="techtree: symbolic Minecraft; crafter / minerl need their extras"
     )
@@ -128,6 +138,16 @@ class ModelConfig(_Section):
         return self
 
 
+class SupervisedConfig(_Section):
+    """Supervised multi-task training on Ray Train (families other than simon_says)."""
+
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (data parallel; one per GPU on GPU nodes)")
+    use_gpu: bool = Field(False, description="put each worker on a GPU")
+    epochs: int = Field(10, ge=1, description="passes over the training split")
+    batch_size: int = Field(256, ge=1, description="global batch, split across workers")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+
+
 class TrainingConfig(_Section):
     """How long to train, and what counts as mastered."""
 
@@ -160,8 +180,17 @@ class ExperimentConfig(_Section):
     bonus: BonusConfig = Field(default_factory=BonusConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    supervised: SupervisedConfig = Field(default_factory=SupervisedConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    offline: OfflineConfig | None = Field(
+        None, description="offline multi-task RL (CQL over a Parquet transition dataset, data sharing); set = `mto train` trains offline"
+    )
+
+    @property
+    def is_supervised(self) -> bool:
+        """True for the supervised dataset families (Ray Train), False for RL (RLlib)."""
+        return self.task.family != "simon_says"
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data, with YAML key names."""
@@ -277,6 +306,10 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
     """Checks that need the task family and curricula (pure packages, no Ray)."""
     from tasks.task_space import UnknownTaskError
 
+    if cfg.is_supervised:
+        _check_supervised(cfg, source)
+        return
+
     try:
         task_space = resolve_task_space(cfg)
     except UnknownTaskError as exc:
@@ -290,17 +323,50 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: curriculum.params: {exc}") from None
     if cfg.model.architecture != "mlp":
-        from policies import build_combiner, build_network
+        _check_network(cfg, source, len(task_space))
 
+
+def _check_supervised(cfg: ExperimentConfig, source: str) -> None:
+    import inspect
+
+    from tasks.supervised import DATASETS, DatasetSchemaError, read_dataset
+
+    family = cfg.task.family
+    if cfg.model.architecture == "mlp":
+        raise ConfigError(
+            f"{source}: model.architecture: '{family}' is a supervised family and needs a multi-task architecture; "
+            "valid choices: shared_bottom, separate_bottom, model_patch, soft_modular, independent"
+        )
+    if cfg.task.dataset is not None:
         try:
-            build_network(cfg.model.architecture, input_dim=4, output_dim=2, num_tasks=len(task_space),
-                          hidden=tuple(cfg.model.hidden), **cfg.model.architecture_params)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: model.architecture_params: {exc}") from None
-        try:
-            build_combiner(cfg.model.combiner, len(task_space), **cfg.model.combiner_params)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: model.combiner_params: {exc}") from None
+            dataset = read_dataset(cfg.task.dataset, name=family)
+        except (DatasetSchemaError, OSError, ValueError) as exc:
+            raise ConfigError(f"{source}: task.dataset: {exc}") from None
+        num_tasks = len(dataset.task_space)
+    else:
+        valid = sorted(k for k in inspect.signature(DATASETS[family]).parameters if k not in {"out_path", "seed"})
+        unknown = sorted(set(cfg.task.dataset_params) - set(valid))
+        if unknown:
+            raise ConfigError(f"{source}: task.dataset_params: unknown {unknown} for '{family}'; valid: {valid}")
+        num_tasks = 2
+    _check_network(cfg, source, num_tasks)
+
+
+def _check_network(cfg: ExperimentConfig, source: str, num_tasks: int) -> None:
+    """Build the architecture and combiner once on tiny inputs: bad knobs fail here, named."""
+    from policies import build_combiner, build_network
+
+    params = dict(cfg.model.architecture_params)
+    params.pop("trunk", None)  # the supervised trainer's own knob (mlp or conv input trunk)
+    try:
+        build_network(cfg.model.architecture, input_dim=4, output_dim=2, num_tasks=num_tasks,
+                      hidden=tuple(cfg.model.hidden), **params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: model.architecture_params: {exc}") from None
+    try:
+        build_combiner(cfg.model.combiner, num_tasks, **cfg.model.combiner_params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: model.combiner_params: {exc}") from None
 
 
 def resolve_task_space(cfg: ExperimentConfig):

@@ -17,14 +17,18 @@ def _ordered(histories: dict[str, list[tuple[int, float]]], order: Sequence[str]
     return names
 
 
-def plot_success_curves(
+def plot_task_curves(
     histories: dict[str, list[tuple[int, float]]],
     path: str | Path,
+    ylabel: str,
+    title: str,
+    xlabel: str = "iteration",
     order: Sequence[str] | None = None,
-    mastery_threshold: float = 0.9,
     max_lines: int = 40,
+    ylim: tuple[float, float] | None = None,
+    reference: tuple[float, str] | None = None,
 ) -> Path:
-    """Success rate per task against training iteration; the best `max_lines` tasks are drawn."""
+    """One line per task (the `max_lines` with the highest final value first)."""
     names = _ordered(histories, order)
     final = {n: histories[n][-1][1] if histories[n] else 0.0 for n in names}
     shown = sorted(names, key=lambda n: -final[n])[:max_lines]
@@ -33,17 +37,32 @@ def plot_success_curves(
     for i, name in enumerate(shown):
         steps, values = zip(*histories[name]) if histories[name] else ((), ())
         ax.plot(steps, values, label=name, color=cmap(i % 20), linestyle="-" if i < 20 else "--")
-    ax.axhline(mastery_threshold, color="black", linewidth=0.8, linestyle=":", label="mastered")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("success rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"Per-task success ({len(shown)} of {len(names)} tasks, best first)")
+    if reference is not None:
+        ax.axhline(reference[0], color="black", linewidth=0.8, linestyle=":", label=reference[1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_title(f"{title} ({len(shown)} of {len(names)} tasks)")
     ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_success_curves(
+    histories: dict[str, list[tuple[int, float]]],
+    path: str | Path,
+    order: Sequence[str] | None = None,
+    mastery_threshold: float = 0.9,
+    max_lines: int = 40,
+) -> Path:
+    """Success rate per task against training iteration; the best `max_lines` tasks are drawn."""
+    return plot_task_curves(histories, path, ylabel="success rate", title="Per-task success, best first",
+                            order=order, max_lines=max_lines, ylim=(-0.02, 1.02),
+                            reference=(mastery_threshold, "mastered"))
 
 
 def plot_distribution_heatmap(

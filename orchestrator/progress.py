@@ -15,7 +15,8 @@ console = Console(stderr=False)
 class TrainingProgress:
     """A live bar on a terminal; one plain line per iteration elsewhere (job logs, CI)."""
 
-    def __init__(self, total_iterations: int, start_iteration: int = 0, live: bool | None = None):
+    def __init__(self, total_iterations: int, start_iteration: int = 0, live: bool | None = None, unit: str = "iter"):
+        self.unit = unit
         self.live = sys.stdout.isatty() if live is None else live
         self._progress: Progress | None = None
         if self.live:
@@ -41,14 +42,19 @@ class TrainingProgress:
             self._progress.stop()
 
     def update(self, iteration: int, env_steps: int, steps_per_second: float, mean_success: float, mastered: int, num_tasks: int) -> None:
-        status = (
+        """An RL iteration's line: env steps, throughput, mean success, items mastered."""
+        self.update_status(
+            iteration,
             f"steps {env_steps:,} | {steps_per_second:,.0f} steps/s | "
-            f"mean success {mean_success:.2f} | mastered {mastered}/{num_tasks}"
+            f"mean success {mean_success:.2f} | mastered {mastered}/{num_tasks}",
         )
+
+    def update_status(self, iteration: int, status: str) -> None:
+        """Advance to `iteration` and show `status`."""
         if self._progress:
             self._progress.update(self._task, completed=iteration, status=status)
         else:
-            print(f"iter {iteration}/{self.total} | {status}", flush=True)
+            print(f"{self.unit} {iteration}/{self.total} | {status}", flush=True)
 
 
 def task_table(title: str, rows: Sequence[tuple], columns: Sequence[str]) -> Table:

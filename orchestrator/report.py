@@ -22,6 +22,8 @@ def run_report(run: str, out: str | None = None, run_dir: str = "runs") -> dict[
     except LookupError as exc:
         raise ConfigError(str(exc)) from None
     metrics = found.data.metrics
+    if found.data.tags.get("mto.kind") == "supervised":
+        return _supervised_report(found, uri, out)
     tasks = sorted({k.split("/", 1)[1] for k in metrics if k.startswith("success_rate/")})
     threshold = float(found.data.params.get("training.mastery_threshold", 0.9))
     table = {
@@ -49,5 +51,30 @@ def run_report(run: str, out: str | None = None, run_dir: str = "runs") -> dict[
         plot_success_curves(success, out_dir / "success_rate.png", None, threshold)
     if probability:
         plot_distribution_heatmap(probability, out_dir / "curriculum_distribution.png")
+    console.print(f"plots written to {out_dir}/")
+    return table
+
+
+def _supervised_report(found, uri: str, out: str | None) -> dict[str, dict[str, float]]:
+    """Per-task test/validation loss and accuracy, and the validation-loss curves."""
+    from orchestrator.plots import plot_task_curves
+
+    metrics = found.data.metrics
+    tasks = sorted({k.split("/", 2)[2] for k in metrics if k.startswith("test/loss/")})
+    table = {
+        t: {key: metrics[f"{split}/{kind}/{t}"] for split in ("val", "test") for kind in ("loss", "accuracy")
+            if f"{split}/{kind}/{t}" in metrics for key in [f"{split}_{kind}"]}
+        for t in tasks
+    }
+    columns = sorted({c for row in table.values() for c in row})
+    rows = [(t, *[table[t].get(c, float("nan")) for c in columns]) for t in tasks]
+    console.print(task_table(f"Run {found.info.run_name} ({found.info.status})", rows, ["task", *columns]))
+    out_dir = Path(out or f"report-{found.info.run_name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    histories = metric_histories(client, found.info.run_id, "val/loss")
+    if histories:
+        plot_task_curves(histories, out_dir / "val_loss.png",
+                         ylabel="validation loss", title="Per-task validation loss", xlabel="epoch")
     console.print(f"plots written to {out_dir}/")
     return table

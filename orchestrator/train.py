@@ -116,10 +116,6 @@ def run_training(
     else:
         cfg, tracking_uri, run_path, state = _locate_resume(resume, config_path, overrides, run_dir)
 
-    task_space = resolve_task_space(cfg)
-    # Building the scheduler here too catches bad curriculum params before Ray starts.
-    build_scheduler(cfg, task_space.names, resolve_item_names(cfg))
-
     mlflow.set_tracking_uri(tracking_uri)
     if run_path is None:
         run_path = _new_run_path(cfg)
@@ -137,14 +133,21 @@ def run_training(
         else:
             active = mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name or run_path.name)
             state.mlflow_run_id = active.info.run_id
-            mlflow.set_tags({RUN_PATH_TAG: str(run_path), "mto.config_name": cfg.name, "mto.kind": "rl"})
+            kind = "supervised" if cfg.is_supervised else "rl"
+            mlflow.set_tags({RUN_PATH_TAG: str(run_path), "mto.config_name": cfg.name, "mto.kind": kind})
             log_params_safe(flatten(cfg.to_dict()))
             mlflow.log_artifact(str(run_path / CONFIG_ARTIFACT))
             state.save(run_path / STATE_FILE)
         console.print(f"[bold]run[/] {run_path.name}  [bold]mlflow[/] {tracking_uri}  run_id={state.mlflow_run_id}")
 
-        actor, algo = _start_actors(cfg, task_space, run_path, state)
-        summary = _train_loop(cfg, task_space, algo, actor, run_path, state, live)
+        if cfg.is_supervised:
+            from orchestrator.supervised_run import run_supervised
+
+            summary = run_supervised(cfg, run_path, state, live)
+        else:
+            task_space = resolve_task_space(cfg)
+            actor, algo = _start_actors(cfg, task_space, run_path, state)
+            summary = _train_loop(cfg, task_space, algo, actor, run_path, state, live)
         summary.tracking_uri = tracking_uri
         mlflow.end_run("FINISHED")
         return summary

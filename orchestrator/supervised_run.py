@@ -1,0 +1,98 @@
+"""`mto train` for the supervised families: Ray Train underneath, MLflow and the terminal on top."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+
+from orchestrator.config import ExperimentConfig
+from orchestrator.progress import TrainingProgress, console, task_table
+from orchestrator.tracking import log_metrics_safe, log_params_safe
+
+
+def prepare_dataset(cfg: ExperimentConfig, run_path: Path) -> Path:
+    """The configured Parquet file, or one generated into the run folder (same seed, same data)."""
+    if cfg.task.dataset is not None:
+        return Path(cfg.task.dataset).resolve()
+    from tasks.supervised import write_dataset
+
+    return write_dataset(cfg.task.family, run_path / "datasets", seed=cfg.seed, **cfg.task.dataset_params)
+
+
+def run_supervised(cfg: ExperimentConfig, run_path: Path, state, live: bool | None):
+    """Train with `orchestrator.supervised.train_supervised`; log every epoch to MLflow as it ends.
+
+    A rerun with the same run folder continues from Ray Train's latest checkpoint.
+    """
+    from orchestrator.supervised import train_supervised
+    from orchestrator.train import STATE_FILE, TrainingSummary
+
+    dataset = prepare_dataset(cfg, run_path)
+    if state.iteration == 0:
+        mlflow.log_param("dataset.path", str(dataset))
+    per_task_loss: dict[str, list[tuple[int, float]]] = {}
+    with TrainingProgress(cfg.supervised.epochs, state.iteration, live, unit="epoch") as progress:
+
+        def on_epoch_end(metrics: dict[str, float]) -> None:
+            epoch = int(metrics["epoch"]) + 1
+            log_metrics_safe({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+            for key, value in metrics.items():
+                if key.startswith("val/loss/"):
+                    per_task_loss.setdefault(key.split("/", 2)[2], []).append((epoch, value))
+            status = f"val loss {metrics.get('val/loss', float('nan')):.4f}"
+            if "val/accuracy" in metrics:
+                status += f" | val accuracy {metrics['val/accuracy']:.3f}"
+            progress.update_status(epoch, status)
+            state.iteration = epoch
+            state.save(run_path / STATE_FILE)
+
+        result = train_supervised(
+            dataset_path=dataset,
+            architecture=cfg.model.architecture,
+            combiner=cfg.model.combiner,
+            hidden=cfg.model.hidden,
+            num_workers=cfg.supervised.num_workers,
+            use_gpu=cfg.supervised.use_gpu,
+            epochs=cfg.supervised.epochs,
+            batch_size=cfg.supervised.batch_size,
+            lr=cfg.supervised.lr,
+            seed=cfg.seed,
+            storage_path=run_path / "ray_train",
+            combiner_params=cfg.model.combiner_params,
+            architecture_params=cfg.model.architecture_params,
+            on_epoch_end=on_epoch_end,
+            run_name="train",
+        )
+    log_params_safe({f"parameters.{k}": v for k, v in result.parameter_counts.items()})
+    state.checkpoint = result.checkpoint_path
+    state.save(run_path / STATE_FILE)
+    if result.checkpoint_path:
+        mlflow.set_tag("mto.checkpoint", result.checkpoint_path)
+    _log_loss_plot(per_task_loss)
+    final = result.final_metrics
+    names = list(result.task_names)
+    rows = [(n, final.get(f"test/loss/{n}", float("nan")), final.get(f"test/accuracy/{n}", float("nan"))) for n in names]
+    console.print(task_table("Per-task test results", rows, ["task", "test_loss", "test_accuracy"]))
+    return TrainingSummary(
+        run_id=state.mlflow_run_id or "",
+        run_path=run_path,
+        tracking_uri="",
+        iterations=state.iteration,
+        env_steps=0,
+        success_rate={n: final.get(f"test/accuracy/{n}", float("nan")) for n in names},
+        mastered=[],
+        checkpoint=result.checkpoint_path,
+    )
+
+
+def _log_loss_plot(per_task_loss: dict[str, list[tuple[int, float]]]) -> None:
+    if not per_task_loss:
+        return
+    from orchestrator.plots import plot_task_curves
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot_task_curves(per_task_loss, Path(tmp) / "val_loss.png", ylabel="validation loss",
+                                title="Per-task validation loss", xlabel="epoch")
+        mlflow.log_artifact(str(path), "plots")
