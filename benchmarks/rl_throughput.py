@@ -48,8 +48,11 @@ def main() -> None:
     uniform_cfg.bonus.mode = "off"
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
-        start_curriculum_actor(build_scheduler(uniform_cfg, space.names, items), name="bench-uniform", namespace="bench")
-        start_curriculum_actor(build_scheduler(cfg, space.names, items), name="bench-lp", namespace="bench")
+        # Keep the handles: a named actor dies with its last handle.
+        actors = [  # noqa: F841
+            start_curriculum_actor(build_scheduler(uniform_cfg, space.names, items), name="bench-uniform", namespace="bench"),
+            start_curriculum_actor(build_scheduler(cfg, space.names, items), name="bench-lp", namespace="bench"),
+        ]
         names = list(space.names)
         arms = {
             # Same env, same PPO; the only difference is the curriculum machinery.

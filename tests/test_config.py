@@ -128,3 +128,13 @@ def test_readme_config_reference_matches_schema():
     readme = (REPO / "README.md").read_text()
     block = readme.split("<!-- CONFIG-REFERENCE:BEGIN -->")[1].split("<!-- CONFIG-REFERENCE:END -->")[0]
     assert block.strip() == config_reference_markdown().strip(), "run: python -m orchestrator.config_docs --write README.md"
+
+
+def test_off_on_yes_no_stay_strings_in_files_and_overrides(tmp_path):
+    """YAML 1.1 would read `off` as False; configs use YAML 1.2 booleans (true/false only)."""
+    p = tmp_path / "exp.yaml"
+    p.write_text("name: x\nbonus:\n  mode: off\n")
+    assert load_config(p).bonus.mode == "off"
+    assert load_config(REPO / "configs/smoke.yaml", ["bonus.mode=off"]).bonus.mode == "off"
+    assert load_config(REPO / "configs/smoke.yaml", ["model.architecture=shared_bottom", "task.horizon=10"]).task.horizon == 10
+    assert parse_overrides(["a=true", "b=False", "c=no"]) == [("a", True), ("b", False), ("c", "no")]
