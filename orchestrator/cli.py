@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="folder for the PNG plots (default: report-<run name>)")
     _add_run_dir(rep)
 
+    col = sub.add_parser("collect", help="run a config's offline behaviour policies on Ray; write a Parquet transition dataset")
+    col.add_argument("config", help="experiment YAML with an `offline` section (configs/offline_*.yaml)")
+    col.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    col.add_argument("--overwrite", action="store_true", help="replace offline.dataset if it already holds data")
+    _add_cluster_flags(col)
+
     check = sub.add_parser("check", help="validate a config file (and overrides) without running anything")
     check.add_argument("config")
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -85,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orchestrator.report import run_report
 
             run_report(args.run, out=args.out, run_dir=args.run_dir)
+        elif args.command == "collect":
+            from orchestrator.config import load_config
+            from orchestrator.offline import collect
+
+            collect(load_config(args.config, tuple(args.overrides)), address=args.address, overwrite=args.overwrite)
         elif args.command == "check":
             from orchestrator.config import load_config
 

@@ -111,6 +111,10 @@ def run_training(
     if resume is None:
         assert config_path is not None
         cfg = load_config(config_path, overrides)
+        if cfg.offline is not None:  # offline RL: CQL over a collected dataset, no RLlib
+            from orchestrator.offline import train_offline
+
+            return train_offline(cfg, live=live)
         tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)
         run_path, state = None, TrainerState()
     else:
@@ -241,6 +245,8 @@ def _curriculum_metrics(metrics: dict[str, float], task_names) -> tuple[dict[str
 def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerState, live) -> TrainingSummary:
     import ray
 
+    from orchestrator.rl import iteration_metrics
+
     names = list(task_space.names)
     threshold = cfg.training.mastery_threshold
     budget = cfg.training.max_env_steps
@@ -253,8 +259,6 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
                 _evaluate_for_curriculum(cfg, algo, actor, state)
             result = algo.train()
             seconds = time.perf_counter() - t0
-            from orchestrator.rl import iteration_metrics
-
             metrics = iteration_metrics(result)
             state.iteration += 1
             state.env_steps += int(metrics["env_steps"])

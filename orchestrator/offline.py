@@ -1,0 +1,476 @@
+"""Offline multi-task RL on Ray: `mto collect` (behaviour policies -> Parquet) and offline `mto train`.
+
+`collect(cfg)` runs every behaviour source of ``cfg.offline`` as Ray tasks; each task steps
+one vectorised Simon Says env and streams its own part files (row groups, partitioned by
+task), so no process holds the dataset. `train_offline(cfg)` trains one task-conditioned
+discrete CQL network on the dataset, building each batch with the configured data-sharing
+mode (`cds` recomputes its rule with the current Q every step), evaluates the greedy policy
+online per task, and logs per-task success and the task x task sharing matrix to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from curricula.data_sharing import share_transitions
+from orchestrator.config import ConfigError, ExperimentConfig, flatten, resolve_task_space
+from orchestrator.offline_config import BehaviourSource, OfflineConfig
+from tasks.simon_says.relabel import relabel
+from tasks.simon_says.transitions import DatasetCard, TransitionBatch, TransitionWriter, read_transitions
+
+CHECKPOINT_FILE = "q_network.pt"
+
+
+# --------------------------------------------------------------------------- collection
+def _behaviour_policy(source: dict[str, Any], env, task_names: Sequence[str]) -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator], np.ndarray]:
+    """``act(obs, task, live, rng)`` -> actions for every sub-env (``live``: envs whose action counts)."""
+    num_actions = env.single_action_space.n
+    skill = float(source["skill"])
+    if source["policy"] == "random":
+        return lambda obs, task, live, rng: rng.integers(0, num_actions, obs.shape[0])
+    if source["policy"] == "scripted":
+        from tasks.simon_says.scripted import TechTreePlanner
+
+        planner = TechTreePlanner(env.core)
+
+        def scripted(obs, task, live, rng):
+            actions = rng.integers(0, num_actions, obs.shape[0])
+            for i in np.flatnonzero(live & (rng.random(obs.shape[0]) < skill)):
+                actions[i] = planner.act(int(i), task_names[task[i]])
+            return actions
+
+        return scripted
+    from policies.cql import DiscreteCQL
+
+    agent = DiscreteCQL.load(source["checkpoint"])
+    if agent.obs_dim != env.single_observation_space.shape[0] or agent.num_actions != num_actions:
+        raise ValueError(f"checkpoint {source['checkpoint']} takes {agent.obs_dim} observation columns and "
+                         f"{agent.num_actions} actions; this env has {env.single_observation_space.shape[0]} and {num_actions}")
+
+    def greedy(obs, task, live, rng):
+        actions = agent.q_values(obs).argmax(axis=1)
+        explore = rng.random(obs.shape[0]) >= skill
+        actions[explore] = rng.integers(0, num_actions, int(explore.sum()))
+        return actions
+
+    return greedy
+
+
+def collect_part(root: str, writer_name: str, worker_uid: int, task_names: Sequence[str], source: dict[str, Any],
+                 horizon: int, num_envs: int, transitions: int, row_group_size: int, seed: int) -> dict[str, Any]:
+    """One collector: run ``source`` on ``num_envs`` games until ``transitions`` rows are written.
+
+    Plain function (a Ray task wraps it). Steps that only reset an env (gymnasium NEXT_STEP
+    autoreset: the action is ignored) are not transitions and are not written.
+    """
+    from tasks.simon_says import SimonSaysVectorEnv
+
+    t0 = time.perf_counter()
+    env = SimonSaysVectorEnv(num_envs=num_envs, tasks=list(task_names), horizon=horizon)
+    allowed = np.array([task_names.index(t) for t in (source["tasks"] or task_names)], dtype=np.int64)
+    env.set_task_sampler(lambda n, rng: allowed[rng.integers(0, allowed.size, n)])
+    act = _behaviour_policy(source, env, task_names)
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    task = info["task"].copy()
+    episode = (np.int64(worker_uid) << 32) + np.arange(num_envs, dtype=np.int64)
+    next_episode = num_envs
+    step = np.zeros(num_envs, dtype=np.int64)
+    resetting = np.zeros(num_envs, dtype=bool)
+    behaviour = np.full(num_envs, BehaviourSource(**source).name, dtype=object)
+    writer = TransitionWriter(root, writer_name, task_names, env.item_names, env.task_item_index,
+                              env.single_observation_space.shape[0], row_group_size)
+    episodes_done = queued = 0
+    with writer:
+        while queued < transitions:
+            live = ~resetting
+            actions = act(obs, task, live, rng)
+            next_obs, reward, terminated, truncated, info = env.step(actions)
+            keep = np.flatnonzero(live)[: transitions - queued]
+            queued += keep.size
+            writer.write(TransitionBatch(
+                task=task[keep], obs=obs[keep], action=actions[keep], reward=reward[keep], next_obs=next_obs[keep],
+                terminated=terminated[keep], truncated=truncated[keep], items_obtained=info["items_obtained"][keep],
+                episode_id=episode[keep], step=step[keep], behaviour_policy=behaviour[keep]))
+            step[live] += 1
+            if resetting.any():  # these envs started a new episode at this step
+                idx = np.flatnonzero(resetting)
+                episode[idx] = (np.int64(worker_uid) << 32) + next_episode + np.arange(idx.size)
+                next_episode += idx.size
+                step[idx] = 0
+                task[idx] = info["task"][idx]
+            resetting = terminated | truncated
+            episodes_done += int(resetting.sum())
+            obs = next_obs
+    env.close()
+    per_task = {}
+    for path in writer.files:
+        import pyarrow.parquet as pq
+
+        per_task[path.parent.name[len("task="):]] = pq.read_metadata(path).num_rows
+    return {"rows": writer.rows_written, "episodes": episodes_done, "seconds": time.perf_counter() - t0,
+            "per_task": per_task, "files": [str(p) for p in writer.files], "num_actions": int(env.single_action_space.n),
+            "obs_dim": int(env.single_observation_space.shape[0]), "item_names": list(env.item_names),
+            "task_item_index": env.task_item_index.tolist()}
+
+
+@dataclass
+class CollectionSummary:
+    """What `collect` returns."""
+
+    dataset: Path
+    transitions: int
+    episodes: int
+    seconds: float
+    transitions_per_second: float
+    per_task: dict[str, int] = field(default_factory=dict)
+
+
+def _offline(cfg: ExperimentConfig) -> OfflineConfig:
+    if cfg.offline is None:
+        raise ConfigError(f"{cfg.name}: this config has no `offline` section (needed by `mto collect` and offline training)")
+    if cfg.task.backend != "techtree":
+        raise ConfigError(f"{cfg.name}: task.backend: offline RL needs 'techtree' (relabeling reads its item vocabulary), "
+                          f"got {cfg.task.backend!r}")
+    return cfg.offline
+
+
+def check_collection(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """Refuse behaviour sources whose tasks are not in ``task.tasks``; returns the task names."""
+    offline = _offline(cfg)
+    names = resolve_task_space(cfg).names
+    for i, source in enumerate(offline.behaviour):
+        unknown = sorted(set(source.tasks or ()) - set(names))
+        if unknown:
+            raise ConfigError(f"offline.behaviour.{i}.tasks: {unknown} are not tasks of this config; valid: {list(names)}")
+        if source.checkpoint is not None and not Path(source.checkpoint).is_file():
+            raise ConfigError(f"offline.behaviour.{i}.checkpoint: no file {source.checkpoint}")
+    return names
+
+
+def collect(cfg: ExperimentConfig, address: str | None = None, overwrite: bool = False) -> CollectionSummary:
+    """Run the behaviour sources as Ray tasks, each writing its own part files; then write the dataset card."""
+    import ray
+
+    from orchestrator.progress import console
+    from orchestrator.train import connect_ray
+
+    offline = _offline(cfg)
+    names = check_collection(cfg)
+    root = Path(offline.dataset)
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"offline.dataset: {root} already holds data; remove it or pass --overwrite")
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+
+    started = connect_ray(address)
+    try:
+        remote = ray.remote(num_cpus=1)(collect_part)
+        t0 = time.perf_counter()
+        futures = []
+        for s, source in enumerate(offline.behaviour):
+            share = np.diff(np.linspace(0, source.transitions, offline.collectors_per_source + 1).round().astype(int))
+            for c, count in enumerate(share):
+                if count == 0:
+                    continue
+                uid = s * 1024 + c
+                futures.append(remote.remote(
+                    str(root), f"s{s}-c{c}", uid, names, source.model_dump(), cfg.task.horizon,
+                    offline.envs_per_collector, int(count), offline.row_group_size, cfg.seed * 1_000_003 + uid))
+        parts = ray.get(futures)
+        seconds = time.perf_counter() - t0
+    finally:
+        if started:
+            ray.shutdown()
+
+    per_task: dict[str, int] = {}
+    for part in parts:
+        for task, rows in part["per_task"].items():
+            per_task[task] = per_task.get(task, 0) + rows
+    total = sum(p["rows"] for p in parts)
+    card = DatasetCard(
+        task_names=list(names), item_names=parts[0]["item_names"], task_item_index=parts[0]["task_item_index"],
+        obs_dim=parts[0]["obs_dim"], num_actions=parts[0]["num_actions"], horizon=cfg.task.horizon,
+        backend=cfg.task.backend, seed=cfg.seed,
+        behaviour=[{"id": s.name, **s.model_dump()} for s in offline.behaviour],
+        transitions=total, episodes=sum(p["episodes"] for p in parts), transitions_per_task=per_task,
+        collection_seconds=seconds, transitions_per_second=total / max(seconds, 1e-9))
+    card.write(root)
+    console.print(f"collected {total:,} transitions ({card.episodes:,} finished episodes) into {root} "
+                  f"in {seconds:.1f} s: {card.transitions_per_second:,.0f} transitions/s")
+    return CollectionSummary(root, total, card.episodes, seconds, card.transitions_per_second, per_task)
+
+
+# --------------------------------------------------------------------------- batches with data sharing
+class SharedBatches:
+    """Builds each training batch: own transitions of every task, plus other tasks' transitions
+    relabeled for it and admitted by the sharing mode. Keeps the task x task offered/accepted counts."""
+
+    def __init__(self, data: TransitionBatch, task_item_index: np.ndarray, num_tasks: int, offline: OfflineConfig,
+                 rng: np.random.Generator, task_names: Sequence[str] | None = None) -> None:
+        order = np.argsort(data.task, kind="stable")  # each task's rows contiguous: cheap "any other task" draws
+        self.data = data.take(order)
+        self.task_item_index = np.asarray(task_item_index, dtype=np.int64)
+        self.num_tasks = num_tasks
+        self.offline = offline
+        self.rng = rng
+        self.task_names = list(task_names) if task_names is not None else None
+        counts = np.bincount(self.data.task, minlength=num_tasks)
+        self.start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.count = counts
+        self.offered = np.zeros((num_tasks, num_tasks), dtype=np.int64)
+        self.accepted = np.zeros((num_tasks, num_tasks), dtype=np.int64)
+        if offline.sharing == "cds":
+            empty = [self._name(i) for i in range(num_tasks) if counts[i] == 0]
+            if empty:
+                raise ValueError(f"cds needs own data for every task to set its threshold; no transitions for {empty} "
+                                 "in the dataset (collect some, or use sharing 'all')")
+
+    def _name(self, i: int) -> str:
+        return self.task_names[i] if self.task_names else f"task {i}"
+
+    def sample(self, q_values: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[TransitionBatch, np.ndarray]:
+        """One batch (and, per row, the task it trains) using ``q_values(obs, action)`` for the cds rule."""
+        n, off = len(self.data), self.offline
+        own_rows, cands, cand_src = [], [], []
+        for i in range(self.num_tasks):
+            own = self.start[i] + self.rng.integers(0, self.count[i], off.batch_size_per_task) if self.count[i] else np.zeros(0, np.int64)
+            own_rows.append(own)
+            others = n - self.count[i]
+            if off.sharing == "none" or off.shared_per_task == 0 or others == 0:
+                cands.append(np.zeros(0, np.int64))
+            else:
+                u = self.rng.integers(0, others, off.shared_per_task)
+                cands.append(np.where(u >= self.start[i], u + self.count[i], u))  # skip task i's block
+            cand_src.append(self.data.task[cands[-1]])
+        relabeled = [relabel(self.data.take(c), i, self.task_item_index) for i, c in enumerate(cands)]
+        if off.sharing == "cds":
+            own_all = np.concatenate(own_rows)
+            obs = np.concatenate([self.data.obs[own_all]] + [r.obs for r in relabeled])
+            action = np.concatenate([self.data.action[own_all]] + [r.action for r in relabeled])
+            q = q_values(obs, action)
+            sizes = [len(r) for r in own_rows] + [len(r) for r in relabeled]
+            parts = np.split(q, np.cumsum(sizes)[:-1])
+            own_q, cand_q = parts[: self.num_tasks], parts[self.num_tasks:]
+        else:
+            own_q = [np.zeros(0)] * self.num_tasks
+            cand_q = [np.zeros(len(r)) for r in relabeled]
+        decision = share_transitions(off.sharing, own_q, cand_q, cand_src, off.percentile, self.task_names)
+        pieces, trains = [], []
+        for i in range(self.num_tasks):
+            src, mask = cand_src[i], decision.masks[i]
+            self.offered[i] += np.bincount(src, minlength=self.num_tasks)
+            self.accepted[i] += np.bincount(src[mask], minlength=self.num_tasks)
+            pieces += [self.data.take(own_rows[i]), relabeled[i].take(mask)]
+            trains.append(np.full(len(own_rows[i]) + int(mask.sum()), i, dtype=np.int64))
+        return TransitionBatch.concatenate(pieces), np.concatenate(trains)
+
+    def sharing_matrix(self) -> np.ndarray:
+        """Accepted fraction of task j's offered transitions into task i so far (NaN: none offered; diagonal 1)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = np.where(self.offered > 0, self.accepted / np.maximum(self.offered, 1), np.nan)
+        np.fill_diagonal(m, 1.0)
+        return m
+
+
+def plot_sharing_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: str) -> Path:
+    """Task x task heatmap: row = task trained, column = task the data came from."""
+    import orchestrator.plots  # noqa: F401 - selects the headless matplotlib backend
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.35 * len(names) + 2.5)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    im = ax.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=max(4, min(9, int(300 / max(len(names), 1)))))
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=max(4, min(9, int(300 / max(len(names), 1)))))
+    ax.set_xlabel("data from task")
+    ax.set_ylabel("shared into task")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="accepted fraction")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- training
+def _device(choice: str) -> str:
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("offline.device: 'cuda' but torch sees no GPU; valid choices: auto, cpu, cuda")
+    return choice
+
+
+def load_offline_dataset(cfg: ExperimentConfig) -> tuple[TransitionBatch, Any]:
+    """Read and check the dataset; its tasks must be the config's tasks, in the same order."""
+    offline = _offline(cfg)
+    names = resolve_task_space(cfg).names
+    try:
+        data, info = read_transitions(offline.dataset)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"offline.dataset: {exc} (run `mto collect` first)") from None
+    if info.task_names != tuple(names):
+        raise ConfigError(f"offline.dataset: {offline.dataset} was collected for tasks {list(info.task_names)}, "
+                          f"this config trains {list(names)}")
+    return data, info
+
+
+def run_offline(cfg: ExperimentConfig, run_path: Path, live: bool | None = None, log: bool = True) -> dict[str, Any]:
+    """Train CQL on the dataset inside the active MLflow run (``log=False``: no MLflow, e.g. benchmarks).
+
+    Returns per-task success of the last evaluation, the sharing matrix, timings and the checkpoint path.
+    """
+    import mlflow
+    import torch
+
+    from orchestrator.evaluate import evaluation_episodes
+    from orchestrator.progress import TrainingProgress
+    from orchestrator.tracking import log_metrics_safe
+    from policies.cql import CQLBatch, CQLConfig, DiscreteCQL
+
+    offline = _offline(cfg)
+    if offline.torch_threads:
+        torch.set_num_threads(offline.torch_threads)
+    names = list(resolve_task_space(cfg).names)
+    t_load = time.perf_counter()
+    data, info = load_offline_dataset(cfg)
+    load_seconds = time.perf_counter() - t_load
+    device = _device(offline.device)
+    rng = np.random.default_rng(cfg.seed)
+    batches = SharedBatches(data, info.task_item_index, len(names), offline, rng, names)
+    agent = DiscreteCQL(info.obs_dim, _num_actions(cfg),
+                        CQLConfig(gamma=offline.gamma, alpha=offline.alpha, lr=offline.lr, hidden=tuple(offline.hidden),
+                                  tau=offline.tau), seed=cfg.seed, device=device)
+
+    def evaluate(step: int) -> dict[str, float]:
+        outcomes = evaluation_episodes(agent, cfg, offline.eval_episodes_per_task, greedy=True, seed=cfg.seed + step)
+        per_task = outcomes.success.reshape(len(names), offline.eval_episodes_per_task).mean(axis=1)
+        return dict(zip(names, per_task.tolist()))
+
+    success: dict[str, float] = {}
+    sample_seconds = update_seconds = 0.0
+    rows = 0
+    window: dict[str, list[float]] = {}
+    last_offered, last_accepted = batches.offered.copy(), batches.accepted.copy()
+    with TrainingProgress(offline.gradient_steps, 0, live, unit="step") as progress:
+        for step in range(1, offline.gradient_steps + 1):
+            t0 = time.perf_counter()
+            batch, _ = batches.sample(lambda o, a: agent.q_values(o, a))
+            t1 = time.perf_counter()
+            losses = agent.update(CQLBatch.from_numpy(device, obs=batch.obs, action=batch.action, reward=batch.reward,
+                                                      next_obs=batch.next_obs, terminated=batch.terminated))
+            update_seconds += time.perf_counter() - t1
+            sample_seconds += t1 - t0
+            rows += len(batch)
+            for k, v in losses.items():
+                window.setdefault(k, []).append(v)
+            window.setdefault("batch_size", []).append(len(batch))
+            if step % offline.log_every == 0 or step == offline.gradient_steps:
+                metrics = {k: float(np.mean(v)) for k, v in window.items()}
+                window.clear()
+                offered = (batches.offered - last_offered).sum(axis=1)
+                accepted = (batches.accepted - last_accepted).sum(axis=1)
+                last_offered, last_accepted = batches.offered.copy(), batches.accepted.copy()
+                for i, n in enumerate(names):
+                    if offered[i]:
+                        metrics[f"shared_accepted/{n}"] = accepted[i] / offered[i]
+                metrics["samples_per_second"] = rows / max(sample_seconds + update_seconds, 1e-9)
+                metrics["loader_samples_per_second"] = rows / max(sample_seconds, 1e-9)
+                if log:
+                    log_metrics_safe(metrics, step=step)
+                progress.update_status(step, f"loss {metrics['loss']:.3f} | cql {metrics['cql_regulariser']:.3f} | "
+                                       f"batch {metrics['batch_size']:.0f} | {metrics['samples_per_second']:,.0f} samples/s")
+            if step % offline.eval_every == 0 or step == offline.gradient_steps:
+                success = evaluate(step)
+                mean = float(np.mean(list(success.values())))
+                if log:
+                    log_metrics_safe({**{f"success_rate/{n}": s for n, s in success.items()}, "mean_success": mean}, step=step)
+
+    checkpoint = agent.save(run_path / CHECKPOINT_FILE)
+    matrix = batches.sharing_matrix()
+    (run_path / "sharing_matrix.json").write_text(json.dumps(
+        {"tasks": names, "accepted_fraction": [[None if np.isnan(x) else float(x) for x in row] for row in matrix],
+         "offered": batches.offered.tolist(), "accepted": batches.accepted.tolist()}, indent=1))
+    result = {"success_rate": success, "mean_success": float(np.mean(list(success.values()))) if success else 0.0,
+              "sharing_matrix": matrix, "checkpoint": str(checkpoint), "load_seconds": load_seconds,
+              "dataset_rows": len(data), "load_rows_per_second": len(data) / max(load_seconds, 1e-9),
+              "sample_seconds": sample_seconds, "update_seconds": update_seconds, "rows_trained": rows}
+    if log:
+        from mlflow.tracking import MlflowClient
+
+        from orchestrator.plots import plot_success_curves
+        from orchestrator.tracking import metric_histories
+
+        log_metrics_safe({"dataset_load_rows_per_second": result["load_rows_per_second"]}, step=offline.gradient_steps)
+        mlflow.log_artifact(str(checkpoint), "checkpoint")
+        mlflow.log_artifact(str(run_path / "sharing_matrix.json"), "sharing")
+        with tempfile.TemporaryDirectory() as tmp:
+            title = f"Data sharing ({offline.sharing}): accepted fraction"
+            mlflow.log_artifact(str(plot_sharing_matrix(matrix, names, Path(tmp) / "sharing_matrix.png", title)), "plots")
+            run_id = mlflow.active_run().info.run_id
+            histories = metric_histories(MlflowClient(mlflow.get_tracking_uri()), run_id, "success_rate")
+            if histories:
+                mlflow.log_artifact(str(plot_success_curves(histories, Path(tmp) / "success_rate.png", names,
+                                                            cfg.training.mastery_threshold)), "plots")
+    return result
+
+
+def _num_actions(cfg: ExperimentConfig) -> int:
+    from tasks.simon_says import SimonSaysVectorEnv
+
+    env = SimonSaysVectorEnv(num_envs=1, tasks=list(resolve_task_space(cfg).names), horizon=cfg.task.horizon)
+    return int(env.single_action_space.n)
+
+
+def train_offline(cfg: ExperimentConfig, live: bool | None = None):
+    """`mto train` for a config with an `offline` section: a new run folder and MLflow run, CQL training,
+    online evaluation; returns the same `TrainingSummary` as RL runs (``iterations`` = gradient steps)."""
+    import mlflow
+    import yaml
+
+    from orchestrator.progress import console, task_table
+    from orchestrator.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, ensure_experiment, log_params_safe, resolve_tracking_uri
+    from orchestrator.train import TrainingSummary, _new_run_path
+
+    offline = _offline(cfg)
+    load_offline_dataset(cfg)  # a missing or mismatched dataset stops here, before a run folder exists
+    tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = ensure_experiment(cfg.tracking.experiment, tracking_uri, cfg.run_dir)
+    run_path = _new_run_path(cfg)
+    (run_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name or run_path.name) as active:
+        mlflow.set_tags({RUN_PATH_TAG: str(run_path), "mto.config_name": cfg.name, "mto.kind": "offline",
+                         "mto.sharing": offline.sharing})
+        log_params_safe(flatten(cfg.to_dict()))
+        mlflow.log_artifact(str(run_path / CONFIG_ARTIFACT))
+        console.print(f"[bold]run[/] {run_path.name}  [bold]mlflow[/] {tracking_uri}  run_id={active.info.run_id}")
+        result = run_offline(cfg, run_path, live)
+    threshold = cfg.training.mastery_threshold
+    success = result["success_rate"]
+    rows = [(n, s, "yes" if s >= threshold else "") for n, s in success.items()]
+    console.print(task_table(f"Per-task success (offline CQL, sharing={offline.sharing}, "
+                             f"{offline.eval_episodes_per_task} greedy episodes each)", rows, ["task", "success_rate", "mastered"]))
+    console.print(f"mean success {result['mean_success']:.3f}")
+    return TrainingSummary(run_id=active.info.run_id, run_path=run_path, tracking_uri=tracking_uri,
+                           iterations=offline.gradient_steps, env_steps=0, success_rate=success,
+                           mastered=[n for n, s in success.items() if s >= threshold], checkpoint=result["checkpoint"])
+
+
+__all__ = ["CollectionSummary", "SharedBatches", "check_collection", "collect", "collect_part", "load_offline_dataset",
+           "plot_sharing_matrix", "run_offline", "train_offline"]

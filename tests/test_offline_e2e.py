@@ -1,0 +1,63 @@
+"""End to end on a local Ray: `mto collect` writes a dataset, `mto train` with cds trains CQL on it
+and logs per-task success and the sharing heatmap to MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.cli import main
+from tasks.simon_says.transitions import DatasetCard, read_transitions
+
+TASKS = ["log", "planks", "stick", "crafting_table", "wooden_pickaxe", "cobblestone"]
+
+
+def _overrides(tmp_path) -> list[str]:
+    behaviour = ('[{policy: scripted, skill: 0.9, tasks: [wooden_pickaxe, cobblestone], transitions: 600}, '
+                 '{policy: random, tasks: [log, planks, stick, crafting_table], transitions: 600}]')
+    settings = {"run_dir": tmp_path / "runs", "offline.dataset": tmp_path / "data", "offline.behaviour": behaviour,
+                "offline.envs_per_collector": 8, "offline.row_group_size": 128, "offline.gradient_steps": 30,
+                "offline.eval_every": 15, "offline.log_every": 10, "offline.eval_episodes_per_task": 2,
+                "offline.hidden": "[32]"}
+    return [x for k, v in settings.items() for x in ("--set", f"{k}={v}")]
+
+
+def test_collect_then_train_cds_logs_success_and_sharing_heatmap(ray_session, tmp_path, capsys) -> None:
+    args = _overrides(tmp_path)
+    assert main(["collect", "configs/offline_cds.yaml", *args]) == 0
+    card = DatasetCard.read(tmp_path / "data")
+    assert card.transitions == 1200 and card.task_names == TASKS and card.transitions_per_second > 0
+    assert [b["id"] for b in card.behaviour] == ["scripted:0.9", "random"]
+    data, _ = read_transitions(tmp_path / "data")
+    assert len(data) == 1200 and sum(card.transitions_per_task.values()) == 1200
+    # Collecting again into a folder that holds data is refused (exit 2) unless --overwrite.
+    assert main(["collect", "configs/offline_cds.yaml", *args]) == 2
+    assert "already holds data" in capsys.readouterr().err
+
+    assert main(["train", "configs/offline_cds.yaml", "--no-live", *args]) == 0
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    run = mlflow.search_runs(search_all_experiments=True, output_format="list")[0]
+    assert run.data.tags["mto.kind"] == "offline" and run.data.tags["mto.sharing"] == "cds"
+    metrics = run.data.metrics
+    for task in TASKS:
+        assert 0.0 <= metrics[f"success_rate/{task}"] <= 1.0
+    assert {"loss", "cql_regulariser", "mean_success", "samples_per_second"} <= set(metrics)
+    client = MlflowClient(mlflow.get_tracking_uri())
+    history = client.get_metric_history(run.info.run_id, "success_rate/log")
+    assert [m.step for m in history] == [15, 30]
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/sharing_matrix.png", "plots/success_rate.png"} <= plots
+    matrix = json.loads(open(client.download_artifacts(run.info.run_id, "sharing/sharing_matrix.json")).read())
+    assert matrix["tasks"] == TASKS and [matrix["accepted_fraction"][i][i] for i in range(6)] == [1.0] * 6
+
+
+def test_collect_refuses_unknown_behaviour_tasks_and_missing_dataset(tmp_path, capsys) -> None:
+    args = ["--set", f"offline.dataset={tmp_path / 'none'}", "--set", f"run_dir={tmp_path}"]
+    bad = ["--set", "offline.behaviour=[{policy: random, tasks: [diamond]}]"]
+    assert main(["collect", "configs/offline_all.yaml", *args, *bad]) == 2
+    assert "offline.behaviour.0.tasks: ['diamond'] are not tasks of this config" in capsys.readouterr().err
+    assert main(["train", "configs/offline_all.yaml", *args]) == 2
+    assert "offline.dataset" in capsys.readouterr().err and not (tmp_path / "mlflow.db").exists()
