@@ -8,6 +8,7 @@ write PPO, the EnvRunner pool or the Learner group.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from orchestrator.config import ExperimentConfig
@@ -175,7 +176,9 @@ def iteration_metrics(result: dict[str, Any]) -> dict[str, float]:
 
     out: dict[str, float] = {}
     runners = result.get(ENV_RUNNER_RESULTS, {})
-    out["env_steps"] = float(runners.get(NUM_ENV_STEPS_SAMPLED, 0.0))
+    steps = float(runners.get(NUM_ENV_STEPS_SAMPLED, 0.0))
+    # NaN when every EnvRunner failed this iteration (RLlib restarts them): nothing sampled.
+    out["env_steps"] = steps if math.isfinite(steps) else 0.0
     if EPISODE_RETURN_MEAN in runners:
         out["episode_return_mean"] = float(runners[EPISODE_RETURN_MEAN])
     if "episode_len_mean" in runners:

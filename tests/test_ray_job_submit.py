@@ -28,6 +28,12 @@ def _free_port() -> int:
 
 @pytest.fixture()
 def ray_head():
+    """A Ray head of our own, stopped without touching any other Ray on the machine.
+
+    `ray stop` would kill every Ray process here (the test session's own cluster
+    included), so the head runs with `--block` in its own process group and is
+    stopped by signalling that group.
+    """
     # Short temp dir: Ray's unix sockets live under it and paths are length-limited.
     temp_dir = tempfile.mkdtemp(prefix="mto-ray-", dir="/tmp")
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
@@ -35,16 +41,49 @@ def ray_head():
     env.pop("RAY_ADDRESS", None)
     gcs_port, dash_port = _free_port(), _free_port()
     start = [
-        str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
+        str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash_port), "--num-cpus", "2",
         "--temp-dir", temp_dir, "--disable-usage-stats",
     ]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    head = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"http://127.0.0.1:{dash_port}"
     try:
-        yield f"http://127.0.0.1:{dash_port}", env
+        _wait_for_dashboard(address, head)
+        yield address, env
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_group(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _wait_for_dashboard(address: str, head: subprocess.Popen, timeout: float = 180) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start --head exited with {head.returncode}")
+        try:
+            with urllib.request.urlopen(f"{address}/api/version", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"the Ray dashboard at {address} did not come up in {timeout:.0f} s")
+
+
+def _stop_group(head: subprocess.Popen) -> None:
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 60), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(head.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            head.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def test_ray_job_submit_trains_smoke_and_tracks_in_mlflow(ray_head, tmp_path):
