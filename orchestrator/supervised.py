@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,10 @@ from ray.train import Checkpoint, CheckpointConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from ray.util.queue import Empty, Queue
 
+from curricula.affinity import TaskAffinity
 from policies import apply_multitask_backward, build_combiner, build_network, torch_distributed_allreduce
-from tasks.supervised import SupervisedDataset, read_dataset
+from policies.affinity import lookahead_losses
+from tasks.supervised import SplitArrays, SupervisedDataset, read_dataset
 
 CHECKPOINT_FILE = "checkpoint.pt"
 EVAL_CHUNK = 4096
@@ -71,6 +73,27 @@ def _input_dim(dataset: SupervisedDataset, trunk: str) -> int | tuple[int, int, 
             )
         return tuple(dataset.input_shape)  # type: ignore[return-value]
     return dataset.input_dim
+
+
+def restrict_tasks(dataset: SupervisedDataset, tasks: Sequence[str] | None) -> SupervisedDataset:
+    """The dataset with only ``tasks`` (in that order, ids renumbered 0..); all of it for None.
+
+    One network per group trains on such a subset."""
+    if tasks is None:
+        return dataset
+    names = dataset.task_space.names
+    unknown = [t for t in tasks if t not in names]
+    if unknown or not tasks or len(set(tasks)) != len(tasks):
+        raise ValueError(f"tasks must be distinct names of this dataset; unknown {unknown}; valid tasks: {list(names)}")
+    old_ids = np.array([names.index(t) for t in tasks])
+    new_id = np.full(len(names), -1)
+    new_id[old_ids] = np.arange(len(tasks))
+    splits = {}
+    for split, arrays in dataset.splits.items():
+        keep = np.isin(arrays.task, old_ids)
+        splits[split] = SplitArrays(x=arrays.x[keep], task=new_id[arrays.task[keep]], y=arrays.y[keep],
+                                    example_id=arrays.example_id[keep])
+    return replace(dataset, task_space=dataset.task_space.subset(list(tasks)), splits=splits)
 
 
 def _build(config: dict[str, Any], dataset: SupervisedDataset):
@@ -159,10 +182,20 @@ def run_epochs(
 ) -> None:
     """The training loop itself, for one worker: Ray Train's workers and
     ``train_supervised_local`` both run it.  ``report(metrics, state)`` gets
-    every epoch's metrics (identical on all workers) and the checkpoint state."""
+    every epoch's metrics (identical on all workers) and the checkpoint state.
+
+    ``config["tasks"]`` (optional) trains on those tasks only.  ``config["affinity_every"]``
+    (optional, steps) measures TAG lookahead affinity every that many steps with an SGD
+    step of ``config["affinity_lr"]`` (default: lr); the running average is reported as
+    ``affinity/<source>/<task>`` each epoch (and kept in the checkpoint state).
+    """
     import torch.distributed as dist
 
+    dataset = restrict_tasks(dataset, config.get("tasks"))
     names = dataset.task_space.names
+    affinity_every = int(config.get("affinity_every") or 0)
+    affinity_lr = float(config.get("affinity_lr") or config["lr"])
+    affinity = TaskAffinity(names) if affinity_every else None
     model, combiner = _build(config, dataset)
     model.to(device)
     if allreduce is not None:  # belt and braces: same weights everywhere even if seeding differs
@@ -176,6 +209,8 @@ def run_epochs(
         optimizer.load_state_dict(resume_state["optimizer"])
         combiner.load_state_dict(resume_state["combiner"])
         start_epoch = resume_state["epoch"] + 1
+        if affinity is not None and resume_state.get("affinity"):
+            affinity.load_state_dict(resume_state["affinity"])
 
     train = dataset.split("train")
     target = dataset.target
@@ -186,7 +221,7 @@ def run_epochs(
         # Same permutation on every worker; each takes a strided share of each global batch.
         order = np.random.default_rng([config["seed"], epoch]).permutation(len(train))
         weight_sums = np.zeros(len(names))
-        steps, has_weights = 0, False
+        steps, has_weights, affinity_time = 0, False, 0.0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size][rank::world]
             if len(idx):
@@ -196,6 +231,17 @@ def run_epochs(
                 losses, counts = _task_losses(model(x, task), task, y, target, len(names))
             else:  # still join the collective: a worker with no rows adds zeros
                 losses, counts = [None] * len(names), torch.zeros(len(names), dtype=torch.long)
+            if affinity is not None and steps % affinity_every == 0:
+                measured = time.perf_counter()
+
+                def recompute(x=x if len(idx) else None, task=task if len(idx) else None, y=y if len(idx) else None):
+                    if x is None:
+                        return [None] * len(names)
+                    return _task_losses(model(x, task), task, y, target, len(names))[0]
+
+                before, after = lookahead_losses(model.shared_parameters(), losses, recompute, affinity_lr, allreduce)
+                affinity.update(before, after)
+                affinity_time += time.perf_counter() - measured
             optimizer.zero_grad(set_to_none=True)
             stats = apply_multitask_backward(model, losses, combiner, allreduce=allreduce, task_sample_counts=counts)
             optimizer.step()
@@ -216,12 +262,18 @@ def run_epochs(
         if has_weights:
             for name, w in zip(names, weight_sums / max(steps, 1)):
                 metrics[f"combiner/weight/{name}"] = float(w)
+        if affinity is not None:
+            metrics["affinity_time_s"] = affinity_time
+            for (i, j), value in np.ndenumerate(affinity.matrix()):
+                if i != j:
+                    metrics[f"affinity/{names[i]}/{names[j]}"] = float(value)
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "combiner": combiner.state_dict(),
             "epoch": epoch,
             "task_names": list(names),
+            "affinity": affinity.state_dict() if affinity is not None else None,
         }
         report(metrics, state)
 
@@ -274,6 +326,9 @@ def _config(
     seed: int,
     combiner_params: dict[str, Any] | None,
     architecture_params: dict[str, Any] | None,
+    tasks: Sequence[str] | None = None,
+    affinity_every: int | None = None,
+    affinity_lr: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, int]]:
     """Validated loop config and the network's parameter counts (bad names fail here, on the driver)."""
     for field_name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -281,6 +336,10 @@ def _config(
             raise ValueError(f"{field_name} must be a positive int, got {value!r}")
     if not (isinstance(lr, float | int) and lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if affinity_every is not None and (not isinstance(affinity_every, int) or affinity_every < 0):
+        raise ValueError(f"affinity_every must be a non-negative int (0 or None: off), got {affinity_every!r}")
+    if affinity_lr is not None and not (affinity_lr > 0 and math.isfinite(affinity_lr)):
+        raise ValueError(f"affinity_lr must be a positive number, got {affinity_lr!r}")
     config: dict[str, Any] = {
         "architecture": architecture,
         "combiner": combiner,
@@ -292,8 +351,11 @@ def _config(
         "lr": float(lr),
         "seed": int(seed),
         "queue": None,
+        "tasks": list(tasks) if tasks is not None else None,
+        "affinity_every": affinity_every,
+        "affinity_lr": affinity_lr,
     }
-    model, _ = _build(config, dataset)
+    model, _ = _build(config, restrict_tasks(dataset, tasks))
     return config, model.parameter_counts()
 
 
@@ -310,11 +372,17 @@ def train_supervised_local(
     combiner_params: dict[str, Any] | None = None,
     architecture_params: dict[str, Any] | None = None,
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    tasks: Sequence[str] | None = None,
+    affinity_every: int | None = None,
+    affinity_lr: float | None = None,
 ) -> SupervisedResult:
-    """The same training loop in this process, without Ray (benchmarks, quick checks); no checkpoints."""
+    """The same training loop in this process, without Ray (benchmarks, quick checks); no checkpoints.
+
+    ``tasks``: train on these tasks only; ``affinity_every``/``affinity_lr``: see ``run_epochs``."""
     dataset = read_dataset(dataset_path)
     config, counts = _config(
-        dataset, architecture, combiner, hidden, epochs, batch_size, lr, seed, combiner_params, architecture_params
+        dataset, architecture, combiner, hidden, epochs, batch_size, lr, seed, combiner_params, architecture_params,
+        tasks, affinity_every, affinity_lr,
     )
     history: list[dict[str, float]] = []
 
@@ -324,7 +392,7 @@ def train_supervised_local(
             on_epoch_end(metrics)
 
     run_epochs(config, dataset, report)
-    return SupervisedResult(history, dataset.task_space.names, counts, None, "")
+    return SupervisedResult(history, restrict_tasks(dataset, tasks).task_space.names, counts, None, "")
 
 
 def train_supervised(
@@ -345,6 +413,9 @@ def train_supervised(
     on_epoch_end: Callable[[dict[str, float]], None] | None = None,
     run_name: str = "supervised",
     num_checkpoints_to_keep: int | None = 2,
+    tasks: Sequence[str] | None = None,
+    affinity_every: int | None = None,
+    affinity_lr: float | None = None,
 ) -> SupervisedResult:
     """Train one multi-task network on a Parquet dataset with Ray Train; returns per-epoch metrics.
 
@@ -353,13 +424,16 @@ def train_supervised(
     ``build_combiner``.  ``batch_size`` is the global batch, split across
     ``num_workers``.  ``on_epoch_end(metrics)`` runs on the driver after every
     epoch, while training continues.  Rerunning with the same ``storage_path``
-    and ``run_name`` resumes from the latest checkpoint.
+    and ``run_name`` resumes from the latest checkpoint.  ``tasks`` trains on
+    those tasks only (one network per group); ``affinity_every`` / ``affinity_lr``
+    measure task affinity while training (see ``run_epochs``).
     """
     if not isinstance(num_workers, int) or num_workers < 1:
         raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
     dataset = read_dataset(dataset_path)
     config, counts = _config(
-        dataset, architecture, combiner, hidden, epochs, batch_size, lr, seed, combiner_params, architecture_params
+        dataset, architecture, combiner, hidden, epochs, batch_size, lr, seed, combiner_params, architecture_params,
+        tasks, affinity_every, affinity_lr,
     )
 
     queue = Queue(maxsize=0)
@@ -406,7 +480,7 @@ def train_supervised(
     result = outcome["result"]
     return SupervisedResult(
         metrics_history=history,
-        task_names=dataset.task_space.names,
+        task_names=restrict_tasks(dataset, tasks).task_space.names,
         parameter_counts=counts,
         checkpoint_path=result.checkpoint.path if result.checkpoint else None,
         storage_path=storage,
