@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     col.add_argument("--overwrite", action="store_true", help="replace offline.dataset if it already holds data")
     _add_cluster_flags(col)
 
+    for name, text in (("tune-groups", "Ray Tune search for task groups by task affinity (TAG)"),
+                       ("pareto", "Ray Tune sweep of Pareto MTL preference vectors")):
+        search = sub.add_parser(name, help=text)
+        search.add_argument("config", help="experiment YAML with a supervised task family (tune: section)")
+        search.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a config value, e.g. --set tune.top_k=2 (repeatable)")
+        search.add_argument("--resume", action="store_true", help="continue this config's latest interrupted search")
+        _add_cluster_flags(search)
+
     check = sub.add_parser("check", help="validate a config file (and overrides) without running anything")
     check.add_argument("config")
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -96,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from orchestrator.offline import collect
 
             collect(load_config(args.config, tuple(args.overrides)), address=args.address, overwrite=args.overwrite)
+        elif args.command in ("tune-groups", "pareto"):
+            from orchestrator.tune_search import run_pareto, run_tune_groups
+
+            search = run_tune_groups if args.command == "tune-groups" else run_pareto
+            search(args.config, tuple(args.overrides), address=args.address, resume=args.resume)
         elif args.command == "check":
             from orchestrator.config import load_config
 

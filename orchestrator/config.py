@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.offline_config import OfflineConfig
+from orchestrator.tune_config import TuneConfig
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -206,6 +207,13 @@ class ExperimentConfig(_Section):
     supervised: SupervisedConfig = Field(default_factory=SupervisedConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    tune: TuneConfig = Field(
+        default_factory=TuneConfig, description="Ray Tune searches: `mto tune-groups` (task groupings) and `mto pareto`"
+    )
+    groups: list[list[str]] | None = Field(
+        None,
+        description="supervised: train one network per group of task names (e.g. written by `mto tune-groups`); null = one network for all",
+    )
     offline: OfflineConfig | None = Field(
         None, description="offline multi-task RL (CQL over a Parquet transition dataset, data sharing); set = `mto train` trains offline"
     )
@@ -329,8 +337,11 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
     """Checks that need the task family and curricula (pure packages, no Ray)."""
     from tasks.task_space import UnknownTaskError
 
+    if cfg.groups is not None and not cfg.is_supervised:
+        raise ConfigError(f"{source}: groups: only supervised families train one network per group, not '{cfg.task.family}'")
     if cfg.is_supervised:
         _check_supervised(cfg, source)
+        _check_groups(cfg, source)
         return
 
     try:
@@ -373,6 +384,37 @@ def _check_supervised(cfg: ExperimentConfig, source: str) -> None:
             raise ConfigError(f"{source}: task.dataset_params: unknown {unknown} for '{family}'; valid: {valid}")
         num_tasks = 2
     _check_network(cfg, source, num_tasks)
+
+
+def supervised_task_names(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """The task names of a supervised config's dataset (read from the file, or from the generator)."""
+    from tasks.supervised import grouped_regression, multi_digit, pareto_toy, read_dataset
+
+    if cfg.task.dataset is not None:
+        return read_dataset(cfg.task.dataset, name=cfg.task.family).task_space.names
+    if cfg.task.family == "grouped_regression":
+        params = {k: cfg.task.dataset_params[k] for k in ("num_groups", "tasks_per_group") if k in cfg.task.dataset_params}
+        return grouped_regression.task_space(**params).names
+    return {"multi_digit": multi_digit.TASK_SPACE, "pareto_toy": pareto_toy.TASK_SPACE}[cfg.task.family].names
+
+
+def _check_groups(cfg: ExperimentConfig, source: str) -> None:
+    if cfg.groups is None:
+        return
+    valid = supervised_task_names(cfg)
+    if not cfg.groups or any(not g for g in cfg.groups):
+        raise ConfigError(f"{source}: groups: give non-empty lists of task names; valid tasks: {list(valid)}")
+    for g, group in enumerate(cfg.groups):
+        for name in group:
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=1)
+                hint = f" did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(f"{source}: groups[{g}]: unknown task '{name}';{hint} valid tasks: {list(valid)}")
+        if len(set(group)) != len(group):
+            raise ConfigError(f"{source}: groups[{g}]: a task is listed twice in {group}")
+    missing = [n for n in valid if not any(n in g for g in cfg.groups)]
+    if missing:
+        raise ConfigError(f"{source}: groups: task(s) {missing} are in no group; every task needs one")
 
 
 def _check_network(cfg: ExperimentConfig, source: str, num_tasks: int) -> None:

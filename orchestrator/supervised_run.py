@@ -32,6 +32,8 @@ def run_supervised(cfg: ExperimentConfig, run_path: Path, state, live: bool | No
     dataset = prepare_dataset(cfg, run_path)
     if state.iteration == 0:
         mlflow.log_param("dataset.path", str(dataset))
+    if cfg.groups is not None:
+        return _run_groups(cfg, run_path, state, live, dataset)
     per_task_loss: dict[str, list[tuple[int, float]]] = {}
     with TrainingProgress(cfg.supervised.epochs, state.iteration, live, unit="epoch") as progress:
 
@@ -96,3 +98,47 @@ def _log_loss_plot(per_task_loss: dict[str, list[tuple[int, float]]]) -> None:
         path = plot_task_curves(per_task_loss, Path(tmp) / "val_loss.png", ylabel="validation loss",
                                 title="Per-task validation loss", xlabel="epoch")
         mlflow.log_artifact(str(path), "plots")
+
+
+def _run_groups(cfg: ExperimentConfig, run_path: Path, state, live: bool | None, dataset: Path):
+    """`groups:` set: one network per group, trained one after the other; each task is
+    reported from the group whose network has its lowest validation loss."""
+    from orchestrator.supervised import train_supervised
+    from orchestrator.train import STATE_FILE, TrainingSummary
+
+    finals: list[dict[str, float]] = []
+    for g, group in enumerate(cfg.groups or []):
+        with TrainingProgress(cfg.supervised.epochs, 0, live, unit=f"group {g} epoch") as progress:
+
+            def on_epoch_end(metrics: dict[str, float], g: int = g, progress=progress) -> None:
+                epoch = int(metrics["epoch"]) + 1
+                log_metrics_safe({f"group_{g}/{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+                progress.update_status(epoch, f"val loss {metrics.get('val/loss', float('nan')):.4f}")
+
+            result = train_supervised(
+                dataset_path=dataset, architecture=cfg.model.architecture, combiner=cfg.model.combiner,
+                hidden=cfg.model.hidden, num_workers=cfg.supervised.num_workers, use_gpu=cfg.supervised.use_gpu,
+                epochs=cfg.supervised.epochs, batch_size=cfg.supervised.batch_size, lr=cfg.supervised.lr,
+                seed=cfg.seed, storage_path=run_path / "ray_train", combiner_params=cfg.model.combiner_params,
+                architecture_params=cfg.model.architecture_params, on_epoch_end=on_epoch_end,
+                run_name=f"train_group_{g}", tasks=group,
+            )
+        finals.append(result.final_metrics)
+        mlflow.set_tag(f"mto.checkpoint.group_{g}", result.checkpoint_path or "")
+    names = sorted({n for group in cfg.groups or [] for n in group})
+    final: dict[str, float] = {}
+    for n in names:
+        best = min((m for m in finals if f"val/loss/{n}" in m), key=lambda m: m[f"val/loss/{n}"])
+        for key in (f"val/loss/{n}", f"test/loss/{n}", f"test/accuracy/{n}"):
+            if key in best:
+                final[key] = best[key]
+    final["val/loss_total"] = sum(final[f"val/loss/{n}"] for n in names)
+    log_metrics_safe(final, step=cfg.supervised.epochs)
+    state.iteration = cfg.supervised.epochs
+    state.save(run_path / STATE_FILE)
+    rows = [(n, final.get(f"test/loss/{n}", float("nan")), final.get(f"test/accuracy/{n}", float("nan"))) for n in names]
+    console.print(task_table("Per-task test results (serving group)", rows, ["task", "test_loss", "test_accuracy"]))
+    return TrainingSummary(
+        run_id=state.mlflow_run_id or "", run_path=run_path, tracking_uri="", iterations=state.iteration, env_steps=0,
+        success_rate={n: final.get(f"test/accuracy/{n}", float("nan")) for n in names}, mastered=[], checkpoint=None,
+    )

@@ -42,26 +42,29 @@ def lookahead_losses(
     for j, loss in enumerate(task_losses):
         if loss is not None:
             numbers[0, j] = loss.detach().double()
-    saved = [p.detach().clone() for p in shared]
+    # Every source task's gradient first, while the parameters are untouched.
+    grads: dict[int, tuple[Tensor | None, ...]] = {}
+    for i, loss in enumerate(task_losses):
+        if loss is not None and loss.requires_grad:
+            grads[i] = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+    # Steps go through ``.data``: the caller's graph saved these parameters, and an
+    # in-place change through autograd would bump their version and void that graph
+    # even though the values are restored exactly.
+    saved = [p.data.clone() for p in shared]
     try:
-        for i, loss in enumerate(task_losses):
-            if loss is None or not loss.requires_grad:
-                continue
-            grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
-            with torch.no_grad():
-                for p, g in zip(shared, grads):
+        with torch.no_grad():
+            for i, task_grads in grads.items():
+                for p, g in zip(shared, task_grads):
                     if g is not None:
-                        p.sub_(lr * g)
-                after = recompute_task_losses()
-                for j, value in enumerate(after):
+                        p.data.sub_(lr * g)
+                for j, value in enumerate(recompute_task_losses()):
                     if value is not None:
                         numbers[1 + i, j] = value.detach().double()
                 for p, s in zip(shared, saved):
-                    p.copy_(s)
+                    p.data.copy_(s)
     finally:
-        with torch.no_grad():  # never leave a lookahead step behind, even on error
-            for p, s in zip(shared, saved):
-                p.copy_(s)
+        for p, s in zip(shared, saved):  # never leave a lookahead step behind, even on error
+            p.data.copy_(s)
     if allreduce is not None:
         numbers = allreduce(numbers)
     out = numbers.cpu().numpy()
