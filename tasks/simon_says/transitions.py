@@ -304,7 +304,7 @@ def table_to_batch(table: pa.Table) -> TransitionBatch:
         terminated=flat("terminated", bool), truncated=flat("truncated", bool),
         items_obtained=fixed("items_obtained").astype(bool, copy=False),
         episode_id=flat("episode_id", np.int64), step=flat("step", np.int64),
-        behaviour_policy=np.asarray(table.column("behaviour_policy").to_pylist(), dtype=object),
+        behaviour_policy=table.column("behaviour_policy").to_numpy(zero_copy_only=False).astype(object, copy=False),
     )
 
 
