@@ -111,3 +111,23 @@ def test_offline_config_refuses_bad_values() -> None:
         config_from_dict(base | {"offline": {"dataset": "d", "behaviour": [{"policy": "checkpoint"}]}}, "t.yaml")
     with pytest.raises(ConfigError, match="offline.percentile"):
         config_from_dict(base | {"offline": {"dataset": "d", "percentile": 120}}, "t.yaml")
+
+
+def test_checkpoint_behaviour_acts_greedily_with_its_q_network(tmp_path) -> None:
+    from policies.cql import CQLConfig, DiscreteCQL
+    from tasks.simon_says import SimonSaysVectorEnv
+
+    env = SimonSaysVectorEnv(1, tasks=TASKS, horizon=20)
+    agent = DiscreteCQL(env.single_observation_space.shape[0], int(env.single_action_space.n), CQLConfig(hidden=(8,)))
+    path = agent.save(tmp_path / "q.pt")
+    source = BehaviourSource(policy="checkpoint", checkpoint=str(path), skill=1.0, transitions=50).model_dump()
+    collect_part(str(tmp_path / "d"), "w0", 0, TASKS, source, horizon=20, num_envs=2, transitions=50,
+                 row_group_size=64, seed=0)
+    data, _ = read_transitions(tmp_path / "d")
+    assert len(data) == 50 and (data.action == agent.q_values(data.obs).argmax(1)).all()
+    assert set(data.behaviour_policy) == {f"checkpoint:{path}:1"}
+    wrong = DiscreteCQL(5, 3, CQLConfig(hidden=(8,))).save(tmp_path / "wrong.pt")
+    source["checkpoint"] = str(wrong)
+    with pytest.raises(ValueError, match="takes 5 observation columns and 3 actions"):
+        collect_part(str(tmp_path / "e"), "w0", 0, TASKS, source, horizon=20, num_envs=2, transitions=5,
+                     row_group_size=64, seed=0)
