@@ -165,6 +165,27 @@ def build_algorithm(cfg: ExperimentConfig, env_config: dict[str, Any]):
     return build_ppo_config(cfg, env_config).build_algo()
 
 
+def _flush_env(runner) -> bool:
+    from orchestrator.curriculum_wrapper import CurriculumVectorWrapper, CurriculumWrapper
+
+    env = getattr(runner, "env", None)
+    while env is not None:
+        if isinstance(env, (CurriculumVectorWrapper, CurriculumWrapper)):
+            env.flush()
+            return True
+        env = getattr(env, "env", None)
+    return False
+
+
+def flush_curriculum_reports(algo) -> int:
+    """Make every EnvRunner send its queued episode outcomes and wait until the actor has them.
+
+    Called before a checkpoint, so the curriculum state saved beside the policy holds
+    every episode sampled so far. Returns how many EnvRunners had a curriculum wrapper.
+    """
+    return sum(algo.env_runner_group.foreach_env_runner(_flush_env, local_env_runner=True))
+
+
 def iteration_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The numbers from one `algo.train()` result that we track, under stable names."""
     from ray.rllib.utils.metrics import (

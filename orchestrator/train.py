@@ -218,9 +218,12 @@ def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: Trai
 def _save_checkpoint(algo, actor, run_path: Path, state: TrainerState) -> None:
     import ray
 
+    from orchestrator.rl import flush_curriculum_reports
+
     ckpt = run_path / "checkpoints" / f"iter_{state.iteration:06d}"
     ckpt.mkdir(parents=True, exist_ok=True)
     algo.save_to_path(str(ckpt / "algorithm"))
+    flush_curriculum_reports(algo)
     ray.get(actor.save_checkpoint.remote(str(ckpt / "curriculum.pkl")))
     state.checkpoint = str(ckpt)
     state.save(ckpt / STATE_FILE)

@@ -71,6 +71,12 @@ def _wait_for_dashboard(address: str, head: subprocess.Popen, timeout: float = 1
     raise TimeoutError(f"the Ray dashboard at {address} did not come up in {timeout:.0f} s")
 
 
+def _job_exists(address: str, job_id: str, env: dict) -> bool:
+    proc = subprocess.run([str(BIN / "ray"), "job", "status", "--address", address, job_id],
+                          env=env, capture_output=True, text=True, timeout=60)
+    return proc.returncode == 0
+
+
 def _stop_group(head: subprocess.Popen) -> None:
     import signal
 
@@ -98,7 +104,16 @@ def test_ray_job_submit_trains_smoke_and_tracks_in_mlflow(ray_head, tmp_path):
         "--working-dir", ".", "--runtime-env-json", runtime_env, "--",
         "mto", "train", "configs/smoke.yaml", "--no-live", "--set", f"run_dir={store / 'runs'}",
     ]
-    subprocess.run(submit, cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    # The dashboard answers before its job agent is ready; a submit refused that early is retried.
+    errors = []
+    for attempt in range(20):
+        proc = subprocess.run(submit, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0 or _job_exists(address, job_id, env):
+            break  # a submit that errored after registering the job must not submit it twice
+        errors.append(proc.stderr[-3000:])
+        time.sleep(3)
+    else:
+        pytest.fail("ray job submit failed; first error:\n" + errors[0])
     deadline = time.time() + 420
     status = ""
     while time.time() < deadline:
