@@ -228,6 +228,20 @@ class ExperimentConfig(_Section):
         return self.model_dump(mode="json", by_alias=True)
 
 
+def section_model(annotation: Any) -> type[BaseModel] | None:
+    """The config section class behind a field's annotation (`Section` or `Section | None`), else None."""
+    import types
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(models) == 1:
+            return models[0]
+    return None
+
+
 def _valid_keys(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
@@ -239,9 +253,10 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
         field = next(
             (f for n, f in model.model_fields.items() if part in (n, f.alias)), None
         )
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        inner = section_model(field.annotation) if field is not None else None
+        if inner is None:
             return None
-        model = field.annotation
+        model = inner
     return model
 
 
@@ -276,8 +291,7 @@ def _set_path(data: dict[str, Any], dotted: str, value: Any, source: str) -> Non
                     f"valid keys: {', '.join(valid)}"
                 )
             field = next(f for n, f in model.model_fields.items() if key in (n, f.alias))
-            ann = field.annotation
-            model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            model = section_model(field.annotation)
         if i == len(keys) - 1:
             node[key] = value
         else:

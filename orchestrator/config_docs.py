@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from orchestrator.config import ExperimentConfig
+from orchestrator.config import ExperimentConfig, section_model
 
 
 def _default(field) -> str:
@@ -32,10 +32,11 @@ def config_reference_markdown() -> str:
     def walk(model: type[BaseModel], prefix: str) -> None:
         for name, field in model.model_fields.items():
             key = prefix + (field.alias or name)
-            ann = field.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                lines.append(f"| `{key}` | section | | {(ann.__doc__ or '').strip().splitlines()[0]} |")
-                walk(ann, key + ".")
+            section = section_model(field.annotation)
+            if section is not None:
+                optional = " (optional)" if field.default is None else ""
+                lines.append(f"| `{key}` | section{optional} | | {(section.__doc__ or '').strip().splitlines()[0]} |")
+                walk(section, key + ".")
             else:
                 lines.append(f"| `{key}` | {_type(field)} | {_default(field)} | {field.description or ''} |")
 

@@ -6,33 +6,23 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.config import ConfigError, ExperimentConfig, load_config, resolve_task_space
+from orchestrator.config import ExperimentConfig, load_config, resolve_task_space
 from orchestrator.progress import console, task_table
-from orchestrator.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, find_run, resolve_tracking_uri
+from orchestrator.tracking import CONFIG_ARTIFACT, resolve_tracking_uri
 
 MODULE_SUBDIR = Path("algorithm") / "learner_group" / "learner" / "rl_module" / "default_policy"
 
 
 def resolve_checkpoint(run: str, run_dir: str) -> tuple[Path, ExperimentConfig]:
     """A checkpoint folder (given directly, or the latest of an MLflow run) and its run's config."""
-    from orchestrator.train import STATE_FILE, TrainerState
+    from orchestrator.train import locate_run
 
     path = Path(run)
     if (path / MODULE_SUBDIR).is_dir():
         ckpt = path
         run_path = path.parent.parent
     else:
-        try:
-            found = find_run(run, resolve_tracking_uri(None, run_dir))
-        except LookupError as exc:
-            raise ConfigError(f"{run}: not a checkpoint folder, and {exc}") from None
-        run_path = Path(found.data.tags.get(RUN_PATH_TAG, ""))
-        state_file = run_path / STATE_FILE
-        if not state_file.is_file():
-            raise ConfigError(f"{run}: run folder {run_path} has no {STATE_FILE}")
-        state = TrainerState.load(state_file)
-        if not state.checkpoint:
-            raise ConfigError(f"{run}: the run has no checkpoint yet")
+        run_path, state = locate_run(run, resolve_tracking_uri(None, run_dir), f"{run}: not a checkpoint folder, and")
         ckpt = Path(state.checkpoint)
     return ckpt, load_config(run_path / CONFIG_ARTIFACT)
 

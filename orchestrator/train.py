@@ -17,6 +17,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator.config import (
+    ConfigError,
     ExperimentConfig,
     build_scheduler,
     flatten,
@@ -170,26 +171,33 @@ def run_training(
 
 def _locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ...], run_dir: str):
     """Find the run to continue: its folder, its saved config (plus overrides), its state."""
-    from orchestrator.config import ConfigError
-
     if config_path is not None:
         base = load_config(config_path)
         uri = resolve_tracking_uri(base.tracking.tracking_uri, base.run_dir)
     else:
         uri = resolve_tracking_uri(None, run_dir)
+    run_path, state = locate_run(resume, uri, f"--resume {resume}")
+    cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
+    return cfg, uri, run_path, state
+
+
+def locate_run(run: str, tracking_uri: str, what: str) -> tuple[Path, TrainerState]:
+    """The run folder and driver state of an MLflow run (id or name) that has a checkpoint.
+
+    Raises `ConfigError` (a usage error, prefixed by `what`) when there is nothing to use.
+    """
     try:
-        run = find_run(resume, uri)
+        found = find_run(run, tracking_uri)
     except LookupError as exc:
-        raise ConfigError(f"--resume {resume}: {exc}") from None
-    run_path = Path(run.data.tags.get(RUN_PATH_TAG, ""))
+        raise ConfigError(f"{what}: {exc}") from None
+    run_path = Path(found.data.tags.get(RUN_PATH_TAG, ""))
     state_file = run_path / STATE_FILE
     if not state_file.is_file():
-        raise ConfigError(f"--resume {resume}: run folder {run_path} has no {STATE_FILE}; nothing to resume")
-    cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
+        raise ConfigError(f"{what}: run folder {run_path} has no {STATE_FILE}")
     state = TrainerState.load(state_file)
-    if state.checkpoint is None:
-        raise ConfigError(f"--resume {resume}: the run has no checkpoint yet")
-    return cfg, uri, run_path, state
+    if not state.checkpoint:
+        raise ConfigError(f"{what}: the run has no checkpoint yet")
+    return run_path, state
 
 
 def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: TrainerState):
