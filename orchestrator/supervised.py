@@ -196,6 +196,7 @@ def run_epochs(
     affinity_every = int(config.get("affinity_every") or 0)
     affinity_lr = float(config.get("affinity_lr") or config["lr"])
     affinity = TaskAffinity(names) if affinity_every else None
+    affinity_time = 0.0  # seconds spent measuring affinity, summed over the run
     model, combiner = _build(config, dataset)
     model.to(device)
     if allreduce is not None:  # belt and braces: same weights everywhere even if seeding differs
@@ -215,13 +216,14 @@ def run_epochs(
     train = dataset.split("train")
     target = dataset.target
     batch_size = int(config["batch_size"])
+    steps_per_epoch = math.ceil(len(train) / batch_size)
     for epoch in range(start_epoch, config["epochs"]):
         started = time.perf_counter()
         model.train()
         # Same permutation on every worker; each takes a strided share of each global batch.
         order = np.random.default_rng([config["seed"], epoch]).permutation(len(train))
         weight_sums = np.zeros(len(names))
-        steps, has_weights, affinity_time = 0, False, 0.0
+        steps, has_weights = 0, False
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size][rank::world]
             if len(idx):
@@ -231,7 +233,8 @@ def run_epochs(
                 losses, counts = _task_losses(model(x, task), task, y, target, len(names))
             else:  # still join the collective: a worker with no rows adds zeros
                 losses, counts = [None] * len(names), torch.zeros(len(names), dtype=torch.long)
-            if affinity is not None and steps % affinity_every == 0:
+            # Counted over the run (not per epoch), so `affinity_every` means the same for any batch size.
+            if affinity is not None and (epoch * steps_per_epoch + steps) % affinity_every == 0:
                 measured = time.perf_counter()
 
                 def recompute(x=x if len(idx) else None, task=task if len(idx) else None, y=y if len(idx) else None):
@@ -263,7 +266,7 @@ def run_epochs(
             for name, w in zip(names, weight_sums / max(steps, 1)):
                 metrics[f"combiner/weight/{name}"] = float(w)
         if affinity is not None:
-            metrics["affinity_time_s"] = affinity_time
+            metrics["affinity_time_s"] = affinity_time  # cumulative since this process started the run
             for (i, j), value in np.ndenumerate(affinity.matrix()):
                 if i != j:
                     metrics[f"affinity/{names[i]}/{names[j]}"] = float(value)

@@ -16,7 +16,7 @@ class TuneConfig(BaseModel):
     )
     max_groups: int = Field(3, ge=1, description="tune-groups: at most this many groups (networks)")
     top_k: int = Field(3, ge=1, description="tune-groups: candidate groupings trained as Tune trials (best affinity first)")
-    affinity_every: int = Field(2, ge=1, description="tune-groups: measure the lookahead affinity every this many steps")
+    affinity_every: int = Field(8, ge=1, description="tune-groups: measure the lookahead affinity every this many training steps (each measurement costs about one step)")
     affinity_lr: float = Field(1e-3, gt=0, description="tune-groups: SGD step size of the lookahead (small: linear regime)")
     affinity_epochs: int | None = Field(
         None, ge=1, description="tune-groups: epochs of the co-training run that measures affinity; null = supervised.epochs"
