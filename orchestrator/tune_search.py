@@ -19,6 +19,8 @@ finished trials are kept, unfinished ones start again).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import itertools
 import json
 import math
@@ -33,7 +35,7 @@ from typing import Any, Callable
 import mlflow
 import numpy as np
 import yaml
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
@@ -340,54 +342,19 @@ def _start_parent(cfg: ExperimentConfig, kind: str, search_path: Path, state: di
     return tracking_uri, experiment_id, active.info.run_id
 
 
-def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), address: str | None = None,
-                    resume: bool = False) -> SearchResult:
-    """`mto tune-groups`: measure affinity in one co-training trial, then train the top-K groupings as trials."""
-    from curricula.grouping import choose_groupings
+@contextmanager
+def _search_session(config_path, overrides, kind: str, resume: bool, address: str | None):
+    """Config, Ray connection and the parent MLflow run of one search; ends both however the search ends."""
     from orchestrator.train import connect_ray
 
-    cfg, search_path, state = _prepare(config_path, overrides, "tune-groups", resume)
+    cfg, search_path, state = _prepare(config_path, overrides, kind, resume)
     started_ray = connect_ray(address)
     import ray
 
     try:
-        tracking_uri, experiment_id, parent_id = _start_parent(cfg, "tune-groups", search_path, state)
-        client = MlflowClient(tracking_uri)
+        tracking_uri, experiment_id, parent_id = _start_parent(cfg, kind, search_path, state)
         try:
-            dataset_path, dataset = _dataset(cfg, search_path)
-            names = dataset.task_space.names
-            epochs = cfg.tune.affinity_epochs or cfg.supervised.epochs
-            params = {**_base_params(cfg, dataset, epochs), "affinity_every": cfg.tune.affinity_every,
-                      "affinity_lr": cfg.tune.affinity_lr}
-            grid = _fit("affinity", search_path, affinity_trial, params, {}, cfg, resume, ("val/loss", "affinity_time_s"))
-            co_training = grid[0]
-            final = co_training.metrics
-            affinity = np.array([[final.get(f"affinity/{a}/{b}", 0.0) if a != b else 0.0 for b in names] for a in names])
-            _log_nested(client, experiment_id, parent_id, "affinity", "co-training (affinity)",
-                        {"epochs": epochs, "affinity_every": cfg.tune.affinity_every}, co_training)
-
-            if "candidates" not in state:  # a resumed search trains the same candidates
-                found = choose_groupings(affinity, names, cfg.tune.max_groups, top_k=cfg.tune.top_k,
-                                         beam_width=cfg.tune.beam_width)
-                state["candidates"] = [g.as_lists() for g in found]
-                state["affinity_scores"] = [g.score for g in found]
-                _save_state(search_path, state)
-            candidates = state["candidates"]
-            budget = cfg.tune.budget_epochs or cfg.supervised.epochs
-            params = {**_base_params(cfg, dataset, budget), "candidates": candidates}
-            grid = _fit("groupings", search_path, grouping_trial, params,
-                        {"candidate": _grid(list(range(len(candidates))))}, cfg, resume, ("val_loss_total",))
-            trials = []
-            for result in sorted(grid, key=lambda r: r.config["candidate"]):
-                c = result.config["candidate"]
-                row = {"candidate": c, "groups": candidates[c], "affinity_score": state["affinity_scores"][c],
-                       **_trial_metrics(result)}
-                trials.append(row)
-                _log_nested(client, experiment_id, parent_id, "grouping", f"grouping {c}",
-                            {"candidate": c, "groups": json.dumps(candidates[c]), "epochs": budget,
-                             "affinity_score": state["affinity_scores"][c]}, result)
-            best = min(trials, key=lambda r: r["val_loss_total"])
-            _log_groups_parent(search_path, affinity, names, trials, best, co_training)
+            yield cfg, search_path, state, tracking_uri, experiment_id, parent_id, MlflowClient(tracking_uri)
             mlflow.end_run("FINISHED")
         except BaseException:
             mlflow.end_run("FAILED")
@@ -395,6 +362,49 @@ def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), ad
     finally:
         if started_ray:
             ray.shutdown()
+
+
+def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), address: str | None = None,
+                    resume: bool = False) -> SearchResult:
+    """`mto tune-groups`: measure affinity in one co-training trial, then train the top-K groupings as trials."""
+    from curricula.grouping import choose_groupings
+
+    with _search_session(config_path, overrides, "tune-groups", resume, address) as session:
+        cfg, search_path, state, tracking_uri, experiment_id, parent_id, client = session
+        dataset_path, dataset = _dataset(cfg, search_path)
+        names = dataset.task_space.names
+        epochs = cfg.tune.affinity_epochs or cfg.supervised.epochs
+        params = {**_base_params(cfg, dataset, epochs), "affinity_every": cfg.tune.affinity_every,
+                  "affinity_lr": cfg.tune.affinity_lr}
+        grid = _fit("affinity", search_path, affinity_trial, params, {}, cfg, resume, ("val/loss", "affinity_time_s"))
+        co_training = grid[0]
+        final = co_training.metrics
+        affinity = np.array([[final.get(f"affinity/{a}/{b}", 0.0) if a != b else 0.0 for b in names] for a in names])
+        _log_nested(client, experiment_id, parent_id, "affinity", "co-training (affinity)",
+                    {"epochs": epochs, "affinity_every": cfg.tune.affinity_every}, co_training)
+
+        if "candidates" not in state:  # a resumed search trains the same candidates
+            found = choose_groupings(affinity, names, cfg.tune.max_groups, top_k=cfg.tune.top_k,
+                                     beam_width=cfg.tune.beam_width)
+            state["candidates"] = [g.as_lists() for g in found]
+            state["affinity_scores"] = [g.score for g in found]
+            _save_state(search_path, state)
+        candidates = state["candidates"]
+        budget = cfg.tune.budget_epochs or cfg.supervised.epochs
+        params = {**_base_params(cfg, dataset, budget), "candidates": candidates}
+        grid = _fit("groupings", search_path, grouping_trial, params,
+                    {"candidate": _grid(list(range(len(candidates))))}, cfg, resume, ("val_loss_total",))
+        trials = []
+        for result in sorted(grid, key=lambda r: r.config["candidate"]):
+            c = result.config["candidate"]
+            row = {"candidate": c, "groups": candidates[c], "affinity_score": state["affinity_scores"][c],
+                   **_trial_metrics(result)}
+            trials.append(row)
+            _log_nested(client, experiment_id, parent_id, "grouping", f"grouping {c}",
+                        {"candidate": c, "groups": json.dumps(candidates[c]), "epochs": budget,
+                         "affinity_score": state["affinity_scores"][c]}, result)
+        best = min(trials, key=lambda r: r["val_loss_total"])
+        _log_groups_parent(search_path, affinity, names, trials, best, co_training)
     rows = [(str(r["candidate"]), " | ".join(",".join(g) for g in r["groups"]), r["affinity_score"], r["val_loss_total"])
             for r in trials]
     console.print(task_table("Candidate groupings", rows, ["candidate", "groups", "affinity", "val_loss_total"]))
@@ -447,39 +457,24 @@ def plot_affinity_heatmap(affinity: np.ndarray, names, path: Path) -> Path:
 def run_pareto(config_path: str | Path, overrides: tuple[str, ...] = (), address: str | None = None,
                resume: bool = False) -> SearchResult:
     """`mto pareto`: one Pareto MTL trial per preference vector; table and front plot on the parent run."""
-    from orchestrator.train import connect_ray
-
-    cfg, search_path, state = _prepare(config_path, overrides, "pareto", resume)
-    started_ray = connect_ray(address)
-    import ray
-
-    try:
-        tracking_uri, experiment_id, parent_id = _start_parent(cfg, "pareto", search_path, state)
-        client = MlflowClient(tracking_uri)
-        try:
-            _, dataset = _dataset(cfg, search_path)
-            names = dataset.task_space.names
-            prefs = search_preferences(len(names), cfg.tune.num_preferences)
-            params = {**_base_params(cfg, dataset, cfg.tune.budget_epochs or cfg.supervised.epochs),
-                      "preferences": prefs.tolist(), "pareto_steps": cfg.tune.pareto_steps,
-                      "pareto_lr": cfg.tune.pareto_lr, "max_init_steps": cfg.tune.max_init_steps}
-            keys = tuple(f"loss/{n}" for n in names) + ("distance_to_front",)
-            grid = _fit("preferences", search_path, pareto_trial, params,
-                        {"preference_index": _grid(list(range(len(prefs))))}, cfg, resume, keys)
-            trials = []
-            for result in sorted(grid, key=lambda r: r.config["preference_index"]):
-                k = result.config["preference_index"]
-                trials.append({"preference_index": k, "preference": prefs[k].round(4).tolist(), **_trial_metrics(result)})
-                _log_nested(client, experiment_id, parent_id, "pareto", f"preference {k}",
-                            {"preference_index": k, "preference": json.dumps(prefs[k].round(6).tolist())}, result)
-            _log_pareto_parent(cfg, names, prefs, trials)
-            mlflow.end_run("FINISHED")
-        except BaseException:
-            mlflow.end_run("FAILED")
-            raise
-    finally:
-        if started_ray:
-            ray.shutdown()
+    with _search_session(config_path, overrides, "pareto", resume, address) as session:
+        cfg, search_path, state, tracking_uri, experiment_id, parent_id, client = session
+        _, dataset = _dataset(cfg, search_path)
+        names = dataset.task_space.names
+        prefs = search_preferences(len(names), cfg.tune.num_preferences)
+        params = {**_base_params(cfg, dataset, cfg.tune.budget_epochs or cfg.supervised.epochs),
+                  "preferences": prefs.tolist(), "pareto_steps": cfg.tune.pareto_steps,
+                  "pareto_lr": cfg.tune.pareto_lr, "max_init_steps": cfg.tune.max_init_steps}
+        keys = tuple(f"loss/{n}" for n in names) + ("distance_to_front",)
+        grid = _fit("preferences", search_path, pareto_trial, params,
+                    {"preference_index": _grid(list(range(len(prefs))))}, cfg, resume, keys)
+        trials = []
+        for result in sorted(grid, key=lambda r: r.config["preference_index"]):
+            k = result.config["preference_index"]
+            trials.append({"preference_index": k, "preference": prefs[k].round(4).tolist(), **_trial_metrics(result)})
+            _log_nested(client, experiment_id, parent_id, "pareto", f"preference {k}",
+                        {"preference_index": k, "preference": json.dumps(prefs[k].round(6).tolist())}, result)
+        _log_pareto_parent(cfg, names, prefs, trials)
     columns = ["preference"] + [f"loss/{n}" for n in names] + (["distance_to_front"] if cfg.task.family == "pareto_toy" else [])
     rows = [(str(r["preference"]), *[r.get(c, float("nan")) for c in columns[1:]]) for r in trials]
     console.print(task_table("Pareto MTL: one run per preference vector", rows, columns))
