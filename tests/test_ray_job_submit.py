@@ -40,10 +40,17 @@ def ray_head():
                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("RAY_ADDRESS", None)
     gcs_port, dash_port = _free_port(), _free_port()
+    # Every port of its own: the test session's Ray already holds the defaults (e.g. the
+    # dashboard agent's 52365), and a head whose agent cannot bind refuses job submissions.
+    own_ports = {
+        flag: str(_free_port())
+        for flag in ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port",
+                     "--metrics-export-port", "--ray-client-server-port", "--node-manager-port", "--object-manager-port")
+    }
     start = [
         str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs_port),
         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash_port), "--num-cpus", "2",
-        "--temp-dir", temp_dir, "--disable-usage-stats",
+        "--temp-dir", temp_dir, "--disable-usage-stats", *[x for kv in own_ports.items() for x in kv],
     ]
     head = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash_port}"
