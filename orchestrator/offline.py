@@ -430,6 +430,9 @@ def run_offline(cfg: ExperimentConfig, run_path: Path, live: bool | None = None,
     return result
 
 
+RESULT_FILE = "offline_result.json"
+
+
 def _num_actions(cfg: ExperimentConfig) -> int:
     from tasks.simon_says import SimonSaysVectorEnv
 
@@ -437,7 +440,50 @@ def _num_actions(cfg: ExperimentConfig) -> int:
     return int(env.single_action_space.n)
 
 
-def train_offline(cfg: ExperimentConfig, live: bool | None = None):
+def _offline_train_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker body: CQL over the dataset, logging into the driver's MLflow run."""
+    import mlflow
+    from ray import train
+
+    cfg = ExperimentConfig.model_validate(config["cfg"])
+    run_path = Path(config["run_path"])
+    mlflow.set_tracking_uri(config["tracking_uri"])
+    with mlflow.start_run(run_id=config["run_id"]):
+        result = run_offline(cfg, run_path, live=False)
+    summary = {k: result[k] for k in ("success_rate", "mean_success", "checkpoint")}
+    # The driver reads the outcome from the run folder (Ray Train metrics are scalars only).
+    (run_path / RESULT_FILE).write_text(json.dumps(summary))
+    train.report({"mean_success": result["mean_success"]})
+
+
+def _fit_on_ray_train(cfg: ExperimentConfig, run_path: Path, tracking_uri: str, run_id: str,
+                      address: str | None) -> dict[str, Any]:
+    """Run `run_offline` as a one-worker Ray Train `TorchTrainer` (on a GPU when the config or cluster has one)."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from orchestrator.train import connect_ray
+
+    offline = _offline(cfg)
+    started_ray = connect_ray(address)
+    try:
+        use_gpu = offline.device == "cuda" or (offline.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+        trainer = TorchTrainer(
+            _offline_train_worker,
+            train_loop_config={"cfg": cfg.to_dict(), "run_path": str(run_path), "tracking_uri": tracking_uri,
+                               "run_id": run_id},
+            scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu),
+            run_config=RunConfig(name="offline", storage_path=str(run_path / "ray_train")),
+        )
+        trainer.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return json.loads((run_path / RESULT_FILE).read_text())
+
+
+def train_offline(cfg: ExperimentConfig, live: bool | None = None, address: str | None = None):
     """`mto train` for a config with an `offline` section: a new run folder and MLflow run, CQL training,
     online evaluation; returns the same `TrainingSummary` as RL runs (``iterations`` = gradient steps)."""
     import mlflow
@@ -460,7 +506,7 @@ def train_offline(cfg: ExperimentConfig, live: bool | None = None):
         log_params_safe(flatten(cfg.to_dict()))
         mlflow.log_artifact(str(run_path / CONFIG_ARTIFACT))
         console.print(f"[bold]run[/] {run_path.name}  [bold]mlflow[/] {tracking_uri}  run_id={active.info.run_id}")
-        result = run_offline(cfg, run_path, live)
+        result = _fit_on_ray_train(cfg, run_path, tracking_uri, active.info.run_id, address)
     threshold = cfg.training.mastery_threshold
     success = result["success_rate"]
     rows = [(n, s, "yes" if s >= threshold else "") for n, s in success.items()]

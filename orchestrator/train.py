@@ -115,7 +115,7 @@ def run_training(
         if cfg.offline is not None:  # offline RL: CQL over a collected dataset, no RLlib
             from orchestrator.offline import train_offline
 
-            return train_offline(cfg, live=live)
+            return train_offline(cfg, live=live, address=address)
         tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)
         run_path, state = None, TrainerState()
     else:

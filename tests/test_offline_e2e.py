@@ -4,6 +4,7 @@ and logs per-task success and the sharing heatmap to MLflow."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -41,6 +42,9 @@ def test_collect_then_train_cds_logs_success_and_sharing_heatmap(ray_session, tm
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     run = mlflow.search_runs(search_all_experiments=True, output_format="list")[0]
     assert run.data.tags["mto.kind"] == "offline" and run.data.tags["mto.sharing"] == "cds"
+    assert run.info.status == "FINISHED"
+    # The CQL learner ran as a Ray Train run (its storage lives in the run folder).
+    assert (Path(run.data.tags["mto.run_path"]) / "ray_train" / "offline").is_dir()
     metrics = run.data.metrics
     for task in TASKS:
         assert 0.0 <= metrics[f"success_rate/{task}"] <= 1.0
