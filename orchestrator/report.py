@@ -38,21 +38,29 @@ def run_report(run: str, out: str | None = None, run_dir: str = "runs") -> dict[
     order = sorted(tasks, key=lambda t: -table[t]["success_rate"])
     rows = [(t, table[t]["success_rate"], table[t]["probability"], table[t]["learning_progress"], int(table[t]["episodes"])) for t in order]
     console.print(task_table(f"Run {found.info.run_name} ({found.info.status})", rows, ["task", "success_rate", "probability", "learning_progress", "episodes"]))
+    client = MlflowClient(uri)
+    iterations = len(client.get_metric_history(found.info.run_id, "env_steps_total"))
     console.print(
-        f"iterations {int(metrics.get('env_steps_total', 0) and len(MlflowClient(uri).get_metric_history(found.info.run_id, 'env_steps_total')))}"
-        f" | env steps {int(metrics.get('env_steps_total', 0)):,} | mastered {int(metrics.get('items_mastered', 0))}/{len(tasks)} (success >= {threshold})"
+        f"iterations {iterations} | env steps {int(metrics.get('env_steps_total', 0)):,}"
+        f" | mastered {int(metrics.get('items_mastered', 0))}/{len(tasks)} (success >= {threshold})"
     )
     out_dir = Path(out or f"report-{found.info.run_name}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(uri)
-    success = metric_histories(client, found.info.run_id, "success_rate")
-    probability = metric_histories(client, found.info.run_id, "probability")
-    if success:
-        plot_success_curves(success, out_dir / "success_rate.png", None, threshold)
-    if probability:
-        plot_distribution_heatmap(probability, out_dir / "curriculum_distribution.png")
+    draw_curriculum_plots(client, found.info.run_id, out_dir, None, threshold)
     console.print(f"plots written to {out_dir}/")
     return table
+
+
+def draw_curriculum_plots(client: MlflowClient, run_id: str, out_dir: Path, order, mastery_threshold: float) -> list[Path]:
+    """Per-task success curves and the curriculum's distribution heatmap, from the run's MLflow history."""
+    paths = []
+    success = metric_histories(client, run_id, "success_rate")
+    probability = metric_histories(client, run_id, "probability")
+    if success:
+        paths.append(plot_success_curves(success, out_dir / "success_rate.png", order, mastery_threshold))
+    if probability:
+        paths.append(plot_distribution_heatmap(probability, out_dir / "curriculum_distribution.png", order))
+    return paths
 
 
 def _supervised_report(found, uri: str, out: str | None) -> dict[str, dict[str, float]]:

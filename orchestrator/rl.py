@@ -24,8 +24,7 @@ def make_simon_says_env(env_config: dict[str, Any]):
     """
     import gymnasium as gym
 
-    import tasks.simon_says  # noqa: F401  (registers the gymnasium ids)
-    from tasks.simon_says import ENV_ID
+    from tasks.simon_says import ENV_ID  # importing the package registers the gymnasium ids
 
     env_kwargs = dict(
         tasks=list(env_config["tasks"]),

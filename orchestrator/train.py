@@ -33,7 +33,6 @@ from orchestrator.tracking import (
     find_run,
     log_metrics_safe,
     log_params_safe,
-    metric_histories,
     resolve_tracking_uri,
 )
 
@@ -326,16 +325,12 @@ def log_plots(run_id: str | None, order, mastery_threshold: float) -> None:
     """Draw the success curves and the distribution heatmap from the run's MLflow history."""
     import tempfile
 
-    from orchestrator.plots import plot_distribution_heatmap, plot_success_curves
+    from orchestrator.report import draw_curriculum_plots
 
     client = MlflowClient(mlflow.get_tracking_uri())
     with tempfile.TemporaryDirectory() as tmp:
-        success = metric_histories(client, run_id, "success_rate")
-        probability = metric_histories(client, run_id, "probability")
-        if success:
-            mlflow.log_artifact(str(plot_success_curves(success, Path(tmp) / "success_rate.png", order, mastery_threshold)), "plots")
-        if probability:
-            mlflow.log_artifact(str(plot_distribution_heatmap(probability, Path(tmp) / "curriculum_distribution.png", order)), "plots")
+        for path in draw_curriculum_plots(client, run_id, Path(tmp), order, mastery_threshold):
+            mlflow.log_artifact(str(path), "plots")
 
 
 def _print_final_table(names, success, threshold) -> None:
