@@ -82,8 +82,13 @@ def env_config_for(cfg: ExperimentConfig, task_names: list[str], actor_name: str
     }
 
 
-def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any]):
-    """A `PPOConfig` on the new API stack from our typed config."""
+def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity_every: int | None = None,
+                     affinity_lr: float | None = None):
+    """A `PPOConfig` on the new API stack from our typed config.
+
+    ``affinity_every``/``affinity_lr``: the multi-task learner measures TAG task affinity
+    every that many minibatch updates (needs a `policies` architecture, not ``mlp``).
+    """
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.tune.registry import register_env
@@ -120,6 +125,9 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any]):
         .debugging(seed=cfg.seed, log_level="ERROR", log_sys_usage=False)
         .reporting(metrics_num_episodes_for_smoothing=100)
     )
+    if affinity_every and cfg.model.architecture == "mlp":
+        raise ValueError("task affinity is measured on a multi-task architecture's shared parameters; "
+                         "model.architecture 'mlp' has no task structure (use e.g. shared_bottom)")
     if cfg.model.architecture != "mlp":
         from orchestrator.rl_multitask import MultiTaskPPOLearner, multitask_rl_module_spec
 
@@ -134,6 +142,9 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any]):
                 "combiner": cfg.model.combiner,
                 "combiner_params": dict(cfg.model.combiner_params),
                 "num_tasks": num_tasks,
+                "task_names": list(env_config["tasks"]),
+                "affinity_every": affinity_every or 0,
+                "affinity_lr": affinity_lr,
             },
         )
     return ppo
@@ -155,13 +166,17 @@ def local_learner_threads(cfg: ExperimentConfig, cpus: int | None = None) -> int
     return max(1, int(cpus - busy))
 
 
-def build_algorithm(cfg: ExperimentConfig, env_config: dict[str, Any]):
-    """Build the PPO `Algorithm` (and size the driver's torch thread pool for a local learner)."""
+def build_algorithm(cfg: ExperimentConfig, env_config: dict[str, Any], cpus: int | None = None, **learner: Any):
+    """Build the PPO `Algorithm` (and size the driver's torch thread pool for a local learner).
+
+    ``cpus``: the CPUs this process may use (a Tune trial's share; default: the machine's).
+    ``learner``: ``affinity_every``/``affinity_lr`` for `build_ppo_config`.
+    """
     if cfg.rl.num_learners == 0:
         import torch
 
-        torch.set_num_threads(local_learner_threads(cfg))
-    return build_ppo_config(cfg, env_config).build_algo()
+        torch.set_num_threads(local_learner_threads(cfg, cpus))
+    return build_ppo_config(cfg, env_config, **learner).build_algo()
 
 
 def _flush_env(runner) -> bool:
@@ -208,3 +223,23 @@ def iteration_metrics(result: dict[str, Any]) -> dict[str, float]:
         if key in learner:
             out[f"loss/{key}"] = float(learner[key])
     return out
+
+
+def on_every_learner(algo, func) -> list[Any]:
+    """``func(learner)`` on every Learner (the local one, or each remote one), results in rank order."""
+    return [result.get() for result in algo.learner_group.foreach_learner(func)]
+
+
+def learner_affinity(algo) -> dict[str, Any] | None:
+    """The running task affinity the multi-task learner measured (``MultiTaskPPOLearner.affinity_state``).
+
+    With several learners every copy holds the same numbers (the lookahead's losses are
+    all-reduced), so the first one is returned.
+    """
+    states = on_every_learner(algo, _affinity_state)
+    return states[0] if states else None
+
+
+def _affinity_state(learner) -> dict[str, Any] | None:
+    state = getattr(learner, "affinity_state", None)
+    return state() if state is not None else None

@@ -21,6 +21,26 @@ def test_affinity_formula_by_hand() -> None:
         lookahead_affinity(before, after, lr=0.0)
 
 
+def test_signed_losses_keep_positive_meaning_helps_below_zero() -> None:
+    # PPO-style losses can be negative: task a at -2 drops to -2.5 (better by 0.5 of |-2|),
+    # task b at 4 rises to 5 (worse by 1/4); a zero loss has no scale.
+    before = [-2.0, 4.0, 0.0]
+    after = [[-2.5, 5.0, 1.0], [-1.0, 2.0, 0.0], [-2.0, 4.0, 0.0]]
+    np.testing.assert_allclose(lookahead_affinity(before, after, signed_losses=True),
+                               [[0.25, -0.25, np.nan], [-0.5, 0.5, np.nan], [0.0, 0.0, np.nan]])
+    # Positive losses: the same numbers as the plain formula.
+    np.testing.assert_allclose(lookahead_affinity([2.0, 4.0], [[1.0, 5.0], [2.0, 2.0]], signed_losses=True),
+                               lookahead_affinity([2.0, 4.0], [[1.0, 5.0], [2.0, 2.0]]))
+    # The plain formula leaves a negative loss unmeasured rather than flipping its sign.
+    assert np.isnan(lookahead_affinity(before, after)[:, 0]).all()
+    running = TaskAffinity(["a", "b", "c"], signed_losses=True)
+    running.update(before, after)
+    restored = TaskAffinity(["a", "b", "c"])
+    restored.load_state_dict(running.state_dict())
+    assert restored.signed_losses
+    np.testing.assert_allclose(restored.matrix(), running.matrix())
+
+
 def test_running_average_skips_unmeasured_entries() -> None:
     affinity = TaskAffinity(["a", "b"])
     affinity.update([2.0, 4.0], [[1.0, 5.0], [2.0, 2.0]])

@@ -136,3 +136,91 @@ def test_train_smoke_with_multitask_network_through_cli(ray_session, tmp_path, a
     assert run.data.params["model.architecture"] == architecture
     assert np.isfinite(run.data.metrics["loss/policy_loss"])
     assert main(["eval", run.info.run_id, "--run-dir", str(tmp_path), "--episodes", "2"]) == 0
+
+
+def test_learner_affinity_is_the_lookahead_on_rllibs_per_task_ppo_losses():
+    """affinity[i -> j] = (L_j - L_j after an SGD step on L_i over the shared parameters) / |L_j|,
+    with RLlib's own per-task PPO losses; the lookahead leaves the update itself untouched."""
+    torch.manual_seed(0)
+    lr = 0.05
+
+    def build(affinity_every):
+        torch.manual_seed(0)
+        config = (
+            PPOConfig()
+            .environment(observation_space=OBS_SPACE, action_space=ACT_SPACE)
+            .rl_module(rl_module_spec=multitask_rl_module_spec("shared_bottom", [16, 16], NUM_TASKS))
+            .training(learner_class=MultiTaskPPOLearner, learner_config_dict={
+                "combiner": "sum", "combiner_params": {}, "num_tasks": NUM_TASKS, "task_names": ["a", "b"],
+                "affinity_every": affinity_every, "affinity_lr": lr}, use_kl_loss=False)
+        )
+        return config.build_learner()
+
+    learner, plain = build(1), build(0)
+    mid = "default_policy"
+    module = learner.module[mid]
+    batch = _ppo_batch(module)
+    task = batch[Columns.OBS][:, :NUM_TASKS].argmax(-1)
+    cfg = learner.config.get_config_for_module(mid)
+    shared = list(module.network.shared_parameters())
+
+    def task_losses():
+        fwd = module.forward_train(batch)
+        return [PPOTorchLearner.compute_loss_for_module(learner, module_id=mid, config=cfg,
+                                                        batch={**batch, Columns.LOSS_MASK: task == t}, fwd_out=fwd)
+                for t in range(NUM_TASKS)]
+
+    before = [float(x.detach()) for x in task_losses()]
+    expected = np.zeros((NUM_TASKS, NUM_TASKS))
+    for i in range(NUM_TASKS):
+        grads = torch.autograd.grad(task_losses()[i], shared)
+        saved = [p.detach().clone() for p in shared]
+        with torch.no_grad():
+            for p, g in zip(shared, grads):
+                p -= lr * g
+            after = [float(x) for x in task_losses()]
+            for p, s in zip(shared, saved):
+                p.copy_(s)
+        expected[i] = [(before[j] - after[j]) / abs(before[j]) for j in range(NUM_TASKS)]
+    assert np.abs(expected).max() > 1e-4, "test premise: one lookahead step moves the losses"
+
+    for current in (learner, plain):
+        fwd = current.module[mid].forward_train(batch)
+        total = current.compute_loss_for_module(module_id=mid, config=cfg, batch=batch, fwd_out=fwd)
+        current.compute_gradients({mid: total})
+    state = learner.affinity_state()
+    assert state["task_names"] == ["a", "b"] and state["updates"] == 1
+    np.testing.assert_allclose(np.array(state["matrix"]), expected, rtol=1e-4, atol=1e-7)
+    assert plain.affinity_state() is None
+    for p, q in zip(learner.module[mid].parameters(), plain.module[mid].parameters()):
+        assert torch.equal(p, q)  # restored exactly
+        assert torch.allclose(p.grad, q.grad)
+
+
+def test_two_learners_average_before_combining_and_agree_on_affinity(ray_session):
+    """num_learners=2 on CPU (gloo): the learner all-reduces the per-task gradients itself, so both
+    copies of the network stay identical, and the affinity both measure is the same matrix."""
+    from orchestrator.config import config_from_dict
+    from orchestrator.rl import build_algorithm, env_config_for, learner_affinity, on_every_learner
+
+    cfg = config_from_dict({
+        "name": "two_learners", "seed": 0,
+        "task": {"tasks": ["log", "planks", "dirt"], "horizon": 30},
+        "rl": {"num_env_runners": 0, "num_envs_per_env_runner": 16, "num_learners": 2, "train_batch_size": 256,
+               "minibatch_size": 64, "num_epochs": 1},
+        "model": {"hidden": [32], "architecture": "shared_bottom", "combiner": "pcgrad"},
+    }, "test")
+    env_config = env_config_for(cfg, ["log", "planks", "dirt"], None, None)
+    algo = build_algorithm(cfg, env_config, affinity_every=1, affinity_lr=0.01)
+    try:
+        algo.train()
+        flat = on_every_learner(
+            algo, lambda learner: torch.cat([p.detach().reshape(-1) for p in learner.module["default_policy"].parameters()]))
+        states = on_every_learner(algo, lambda learner: learner.affinity_state())
+        assert learner_affinity(algo) == states[0]
+    finally:
+        algo.stop()
+    assert len(flat) == 2 and torch.equal(flat[0], flat[1])
+    assert states[0]["updates"] >= 2 and states[0]["task_names"] == ["log", "planks", "dirt"]
+    np.testing.assert_allclose(np.array(states[0]["matrix"]), np.array(states[1]["matrix"]))
+    assert np.isfinite(np.array(states[0]["matrix"])).any()
