@@ -358,6 +358,12 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
         _check_groups(cfg, source)
         return
 
+    if cfg.model.combiner == "pareto_mtl":
+        raise ConfigError(
+            f"{source}: model.combiner: pareto_mtl places a solution by the direction of the vector of (positive) "
+            "task losses, and PPO's per-task losses change sign during training, so it is offered for the supervised "
+            "families only; valid choices for simon_says: sum, pcgrad, mgda"
+        )
     try:
         task_space = resolve_task_space(cfg)
     except UnknownTaskError as exc:

@@ -16,13 +16,19 @@ class TuneConfig(BaseModel):
     )
     max_groups: int = Field(3, ge=1, description="tune-groups: at most this many groups (networks)")
     top_k: int = Field(3, ge=1, description="tune-groups: candidate groupings trained as Tune trials (best affinity first)")
-    affinity_every: int = Field(8, ge=1, description="tune-groups: measure the lookahead affinity every this many training steps (each measurement costs about one step)")
+    affinity_every: int = Field(8, ge=1, description="tune-groups: measure the lookahead affinity every this many training steps / PPO minibatch updates (each measurement costs about one step)")
     affinity_lr: float = Field(1e-3, gt=0, description="tune-groups: SGD step size of the lookahead (small: linear regime)")
     affinity_epochs: int | None = Field(
         None, ge=1, description="tune-groups: epochs of the co-training run that measures affinity; null = supervised.epochs"
     )
     budget_epochs: int | None = Field(
         None, ge=1, description="epochs each trial trains every network; null = supervised.epochs"
+    )
+    affinity_iterations: int | None = Field(
+        None, ge=1, description="tune-groups on simon_says: PPO iterations of the co-training run that measures affinity; null = training.iterations"
+    )
+    budget_iterations: int | None = Field(
+        None, ge=1, description="tune-groups on simon_says: PPO iterations each trial trains every group's network; null = training.iterations"
     )
     beam_width: int = Field(64, ge=1, description="tune-groups: beam width of the grouping search beyond 12 tasks")
     trial_cpus: float = Field(1.0, gt=0, description="CPUs reserved per Tune trial")

@@ -1,14 +1,17 @@
-"""`mto tune-groups` and `mto pareto`: Ray Tune searches over supervised multi-task runs.
+"""`mto tune-groups` and `mto pareto`: Ray Tune searches over multi-task runs.
 
-tune-groups (TAG, Fifty et al. 2021):
+tune-groups (TAG, Fifty et al. 2021), for the supervised families and Simon Says:
   1. one Tune trial co-trains every task in one network and measures the lookahead
-     affinity (``run_epochs(affinity_every=...)``);
+     affinity (supervised: ``run_epochs(affinity_every=...)``; Simon Says: the PPO
+     learner's per-task losses, ``orchestrator.tune_rl``);
   2. ``curricula.grouping.choose_groupings`` picks the ``tune.top_k`` best groupings;
-  3. one Tune trial per candidate trains one network per group for ``budget_epochs``
-     (trials run in parallel, ``tune.trial_cpus``/``trial_gpus`` each); a task counts
-     with the group whose network has its lowest validation loss;
-  4. the grouping with the lowest total validation loss wins.
-pareto: one Tune trial per preference vector, each a Pareto MTL run.
+  3. one Tune trial per candidate trains one network per group to a fixed budget
+     (trials run in parallel, ``tune.trial_cpus``/``trial_gpus`` each, plus the
+     EnvRunners' and Learners' bundles for RL); a task counts with the group whose
+     network serves it best (lowest validation loss / highest success);
+  4. the grouping with the lowest total validation loss (supervised) or the highest
+     mean success on fresh episodes (Simon Says) wins.
+pareto: one Tune trial per preference vector, each a Pareto MTL run (supervised families).
 
 Both log a parent MLflow run (params, heatmap / front plot, tables, the chosen
 grouping as YAML usable as ``groups:``) with one nested run per Tune trial, keep
@@ -46,7 +49,24 @@ from orchestrator.tracking import ensure_experiment, log_params_safe, resolve_tr
 SEARCH_STATE = "search_state.json"
 GROUPS_ARTIFACT = "groups.yaml"
 # Keys our trials report (Tune adds its own bookkeeping keys, which are not logged to MLflow).
-TRIAL_METRIC_PREFIXES = ("val", "test", "train", "affinity", "loss", "distance", "in_sector", "epoch", "group", "steps")
+TRIAL_METRIC_PREFIXES = ("val", "test", "train", "affinity", "loss", "distance", "in_sector", "epoch", "group", "steps",
+                         "success", "mean_success", "env_steps", "episode_return_mean", "iteration", "wall_time_s")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What picks the winning grouping: a trial metric and whether lower or higher is better."""
+
+    metric: str
+    lower_is_better: bool
+
+    def best(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        pick = min if self.lower_is_better else max
+        return pick(rows, key=lambda r: r[self.metric])
+
+
+VALIDATION_LOSS = Objective("val_loss_total", lower_is_better=True)
+MEAN_SUCCESS = Objective("mean_success", lower_is_better=False)
 
 
 @dataclass
@@ -230,8 +250,13 @@ def _fit(name: str, search_path: Path, trainable: Callable, params: dict[str, An
     """Run (or restore and finish) one Tune experiment under the search folder; its ResultGrid."""
     from ray import tune
 
-    wrapped = tune.with_resources(tune.with_parameters(trainable, params=params),
-                                  {"cpu": cfg.tune.trial_cpus, "gpu": cfg.tune.trial_gpus})
+    if cfg.is_supervised:
+        resources: Any = {"cpu": cfg.tune.trial_cpus, "gpu": cfg.tune.trial_gpus}
+    else:
+        from orchestrator.tune_rl import trial_resources
+
+        resources = trial_resources(cfg)
+    wrapped = tune.with_resources(tune.with_parameters(trainable, params=params), resources)
     path = search_path / name
     if resume and tune.Tuner.can_restore(str(path)):
         console.print(f"[bold]resuming[/] Tune experiment {path}")
@@ -286,9 +311,14 @@ def _log_nested(client: MlflowClient, experiment_id: str, parent_id: str, kind: 
 
 def _prepare(config_path: str | Path, overrides: tuple[str, ...], kind: str, resume: bool):
     cfg = load_config(config_path, overrides)
-    if not cfg.is_supervised:
-        raise ConfigError(f"{config_path}: task.family: `mto {kind}` searches supervised families "
-                          f"(multi_digit, grouped_regression, pareto_toy), not '{cfg.task.family}'")
+    if cfg.offline is not None:
+        raise ConfigError(f"{config_path}: offline: `mto {kind}` searches online training runs; remove the offline section")
+    if kind == "pareto" and not cfg.is_supervised:
+        raise ConfigError(f"{config_path}: task.family: `mto pareto` sweeps Pareto MTL, which needs positive task losses: "
+                          f"supervised families (multi_digit, grouped_regression, pareto_toy), not '{cfg.task.family}'")
+    if kind == "tune-groups" and cfg.model.architecture == "mlp":
+        raise ConfigError(f"{config_path}: model.architecture: task affinity is measured on the shared parameters of a "
+                          "multi-task architecture; valid choices: shared_bottom, separate_bottom, model_patch, soft_modular")
     storage = Path(cfg.tune.storage_path or Path(cfg.run_dir) / "tune").expanduser().resolve()
     prefix = f"{cfg.name}-{kind}-"
     previous = sorted(p for p in storage.glob(prefix + "*") if (p / SEARCH_STATE).is_file()) if storage.is_dir() else []
@@ -371,17 +401,19 @@ def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), ad
 
     with _search_session(config_path, overrides, "tune-groups", resume, address) as session:
         cfg, search_path, state, tracking_uri, experiment_id, parent_id, client = session
-        dataset_path, dataset = _dataset(cfg, search_path)
-        names = dataset.task_space.names
-        epochs = cfg.tune.affinity_epochs or cfg.supervised.epochs
-        params = {**_base_params(cfg, dataset, epochs), "affinity_every": cfg.tune.affinity_every,
-                  "affinity_lr": cfg.tune.affinity_lr}
-        grid = _fit("affinity", search_path, affinity_trial, params, {}, cfg, resume, ("val/loss", "affinity_time_s"))
+        if cfg.is_supervised:
+            names, budget, objective, co_params, group_params, trials_of = _supervised_groups(cfg, search_path)
+        else:
+            names, budget, objective, co_params, group_params, trials_of = _rl_groups(cfg)
+        affinity_trial_fn, grouping_trial_fn = trials_of
+        grid = _fit("affinity", search_path, affinity_trial_fn, co_params, {}, cfg, resume,
+                    ("val/loss", "episode_return_mean", "affinity_time_s", "mean_success"))
         co_training = grid[0]
         final = co_training.metrics
         affinity = np.array([[final.get(f"affinity/{a}/{b}", 0.0) if a != b else 0.0 for b in names] for a in names])
         _log_nested(client, experiment_id, parent_id, "affinity", "co-training (affinity)",
-                    {"epochs": epochs, "affinity_every": cfg.tune.affinity_every}, co_training)
+                    {"budget": co_params.get("epochs", co_params.get("iterations")),
+                     "affinity_every": cfg.tune.affinity_every}, co_training)
 
         if "candidates" not in state:  # a resumed search trains the same candidates
             found = choose_groupings(affinity, names, cfg.tune.max_groups, top_k=cfg.tune.top_k,
@@ -390,10 +422,8 @@ def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), ad
             state["affinity_scores"] = [g.score for g in found]
             _save_state(search_path, state)
         candidates = state["candidates"]
-        budget = cfg.tune.budget_epochs or cfg.supervised.epochs
-        params = {**_base_params(cfg, dataset, budget), "candidates": candidates}
-        grid = _fit("groupings", search_path, grouping_trial, params,
-                    {"candidate": _grid(list(range(len(candidates))))}, cfg, resume, ("val_loss_total",))
+        grid = _fit("groupings", search_path, grouping_trial_fn, {**group_params, "candidates": candidates},
+                    {"candidate": _grid(list(range(len(candidates))))}, cfg, resume, (objective.metric,))
         trials = []
         for result in sorted(grid, key=lambda r: r.config["candidate"]):
             c = result.config["candidate"]
@@ -401,15 +431,39 @@ def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), ad
                    **_trial_metrics(result)}
             trials.append(row)
             _log_nested(client, experiment_id, parent_id, "grouping", f"grouping {c}",
-                        {"candidate": c, "groups": json.dumps(candidates[c]), "epochs": budget,
+                        {"candidate": c, "groups": json.dumps(candidates[c]), "budget": budget,
                          "affinity_score": state["affinity_scores"][c]}, result)
-        best = min(trials, key=lambda r: r["val_loss_total"])
-        _log_groups_parent(search_path, affinity, names, trials, best, co_training)
-    rows = [(str(r["candidate"]), " | ".join(",".join(g) for g in r["groups"]), r["affinity_score"], r["val_loss_total"])
+        best = objective.best(trials)
+        _log_groups_parent(search_path, affinity, names, trials, best, co_training, objective)
+    rows = [(str(r["candidate"]), " | ".join(",".join(g) for g in r["groups"]), r["affinity_score"], r[objective.metric])
             for r in trials]
-    console.print(task_table("Candidate groupings", rows, ["candidate", "groups", "affinity", "val_loss_total"]))
+    console.print(task_table("Candidate groupings", rows, ["candidate", "groups", "affinity", objective.metric]))
     console.print(f"chosen grouping (candidate {best['candidate']}): {best['groups']}  -> {search_path / GROUPS_ARTIFACT}")
     return SearchResult(parent_id, search_path, tracking_uri, trials, best, affinity, names)
+
+
+def _supervised_groups(cfg: ExperimentConfig, search_path: Path):
+    """Task names, budget, objective, the two trials' parameters and functions for a supervised family."""
+    _, dataset = _dataset(cfg, search_path)
+    epochs = cfg.tune.affinity_epochs or cfg.supervised.epochs
+    co_params = {**_base_params(cfg, dataset, epochs), "affinity_every": cfg.tune.affinity_every,
+                 "affinity_lr": cfg.tune.affinity_lr}
+    budget = cfg.tune.budget_epochs or cfg.supervised.epochs
+    return (dataset.task_space.names, budget, VALIDATION_LOSS, co_params, _base_params(cfg, dataset, budget),
+            (affinity_trial, grouping_trial))
+
+
+def _rl_groups(cfg: ExperimentConfig):
+    """The same for Simon Says: PPO trials (``orchestrator.tune_rl``), scored by mean success."""
+    from orchestrator.config import resolve_task_space
+    from orchestrator.tune_rl import rl_affinity_trial, rl_grouping_trial
+
+    names = resolve_task_space(cfg).names
+    base = {"config": cfg.to_dict(), "tasks": list(names), "trial_cpus": cfg.tune.trial_cpus}
+    co_params = {**base, "iterations": cfg.tune.affinity_iterations or cfg.training.iterations,
+                 "affinity_every": cfg.tune.affinity_every, "affinity_lr": cfg.tune.affinity_lr}
+    budget = cfg.tune.budget_iterations or cfg.training.iterations
+    return names, budget, MEAN_SUCCESS, co_params, {**base, "iterations": budget}, (rl_affinity_trial, rl_grouping_trial)
 
 
 def _grid(values: list[Any]) -> Any:
@@ -418,11 +472,15 @@ def _grid(values: list[Any]) -> Any:
     return tune.grid_search(values)
 
 
-def _log_groups_parent(search_path: Path, affinity: np.ndarray, names, trials, best, co_training) -> None:
+def _log_groups_parent(search_path: Path, affinity: np.ndarray, names, trials, best, co_training,
+                       objective: Objective) -> None:
     (search_path / GROUPS_ARTIFACT).write_text(yaml.safe_dump({"groups": best["groups"]}, sort_keys=False))
     mlflow.log_artifact(str(search_path / GROUPS_ARTIFACT))
-    mlflow.log_metrics({"best/val_loss_total": best["val_loss_total"], "best/candidate": best["candidate"],
-                        "co_training/val_loss_total": sum(co_training.metrics.get(f"val/loss/{n}", 0.0) for n in names),
+    # The co-training run is the all-tasks-in-one-network baseline the chosen grouping should beat.
+    co_score = (sum(co_training.metrics.get(f"val/loss/{n}", 0.0) for n in names) if objective is VALIDATION_LOSS
+                else co_training.metrics.get(objective.metric, float("nan")))
+    mlflow.log_metrics({f"best/{objective.metric}": best[objective.metric], "best/candidate": best["candidate"],
+                        f"co_training/{objective.metric}": co_score,
                         "co_training/affinity_time_s": co_training.metrics.get("affinity_time_s", 0.0)})
     mlflow.set_tag("mto.chosen_groups", json.dumps(best["groups"]))
     with tempfile.TemporaryDirectory() as tmp:

@@ -82,6 +82,12 @@ def test_minibatch_larger_than_batch_is_refused(tmp_path):
         load_config(p)
 
 
+def test_pareto_mtl_is_refused_for_ppo_losses(tmp_path):
+    p = _write(tmp_path, {"name": "x", "model": {"architecture": "shared_bottom", "combiner": "pareto_mtl"}})
+    with pytest.raises(ConfigError, match=r"model.combiner: pareto_mtl .* valid choices for simon_says: sum, pcgrad, mgda"):
+        load_config(p)
+
+
 def test_override_of_unknown_key_is_refused():
     with pytest.raises(ConfigError, match="did you mean 'lr'"):
         load_config(REPO / "configs/smoke.yaml", ["rl.lrr=1"])

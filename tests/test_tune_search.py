@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.config import ConfigError, config_from_dict, load_config
+from orchestrator.tracking import default_tracking_uri
 from orchestrator.tune_search import GROUPS_ARTIFACT, run_pareto, run_tune_groups, search_preferences, simplex_lattice
 
 
@@ -62,6 +63,45 @@ def test_tune_groups_two_trials_log_parent_and_nested_runs_and_resume(ray_sessio
     assert again.best["groups"] == result.best["groups"]
 
 
+def test_tune_groups_on_simon_says_measures_affinity_from_ppo_and_picks_by_success(ray_session, tmp_path,
+                                                                                   monkeypatch) -> None:
+    """RL search: the co-training PPO trial's learner measures affinity; one grouping trial trains a
+    PPO network per group; the grouping is scored by mean success on fresh episodes."""
+    tasks = ["log", "planks", "dirt"]
+    config = write_config(tmp_path, {
+        "name": "tag_rl",
+        "task": {"tasks": tasks, "horizon": 30},
+        "rl": {"num_env_runners": 0, "num_envs_per_env_runner": 16, "train_batch_size": 256, "minibatch_size": 64,
+               "num_epochs": 1},
+        "model": {"architecture": "shared_bottom", "hidden": [32]},
+        "training": {"iterations": 2, "eval_episodes_per_task": 4},
+        "tune": {"top_k": 1, "max_groups": 2, "affinity_every": 1, "affinity_lr": 0.01, "trial_cpus": 1},
+    })
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["tune-groups", str(config)]) == 0
+    client = MlflowClient(default_tracking_uri(tmp_path / "runs"))
+    (parent,) = client.search_runs([client.get_experiment_by_name("mto").experiment_id],
+                                   "tags.`mto.kind` = 'tune-groups'")
+    assert parent.info.status == "FINISHED"
+    children = {r.data.tags["mto.kind"]: r for r in nested_runs(client, parent)}
+    assert sorted(children) == ["affinity", "grouping"]
+    co_training = children["affinity"]
+    assert [m.step for m in client.get_metric_history(co_training.info.run_id, "episode_return_mean")] == [1, 2]
+    off_diagonal = [co_training.data.metrics[f"affinity/{a}/{b}"] for a in tasks for b in tasks if a != b]
+    assert len(off_diagonal) == 6 and all(np.isfinite(off_diagonal)) and any(v != 0 for v in off_diagonal)
+    assert co_training.data.metrics["affinity_time_s"] > 0
+    grouping = children["grouping"].data.metrics
+    per_task = [grouping[f"success/{t}"] for t in sorted(tasks)]
+    assert all(0.0 <= s <= 1.0 for s in per_task)
+    assert grouping["mean_success"] == pytest.approx(np.mean(per_task))
+    assert parent.data.metrics["best/mean_success"] == pytest.approx(grouping["mean_success"])
+    assert 0.0 <= parent.data.metrics["co_training/mean_success"] <= 1.0
+    search_path = Path(parent.data.tags["mto.search_path"])
+    groups = yaml.safe_load((search_path / GROUPS_ARTIFACT).read_text())["groups"]
+    assert sorted({t for g in groups for t in g}) == sorted(tasks) and 1 <= len(groups) <= 2
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/affinity.png"]
+
+
 @pytest.mark.slow
 def test_pareto_toy_solutions_lie_on_the_front_one_per_sector(ray_session, tmp_path) -> None:
     config = write_config(tmp_path, {
@@ -94,7 +134,9 @@ def test_preference_vectors_for_the_sweep() -> None:
 def test_cli_refuses_bad_search_configs_with_exit_code_2(tmp_path, capsys) -> None:
     rl = write_config(tmp_path, {"name": "x", "task": {"family": "simon_says"}})
     assert main(["tune-groups", str(rl)]) == 2
-    assert "supervised families" in capsys.readouterr().err
+    assert "model.architecture: task affinity is measured on the shared parameters" in capsys.readouterr().err
+    assert main(["pareto", str(rl), "--set", "model.architecture=shared_bottom"]) == 2
+    assert "needs positive task losses" in capsys.readouterr().err
     bad = write_config(tmp_path, {"name": "x", "task": {"family": "grouped_regression"},
                                   "model": {"architecture": "shared_bottom"}, "tune": {"top_K": 2}})
     assert main(["pareto", str(bad)]) == 2
