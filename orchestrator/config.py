@@ -212,7 +212,7 @@ class ExperimentConfig(_Section):
     )
     groups: list[list[str]] | None = Field(
         None,
-        description="supervised: train one network per group of task names (e.g. written by `mto tune-groups`); null = one network for all",
+        description="train one network per group of task names (e.g. written by `mto tune-groups`; Simon Says: one PPO run per group, nested under a parent MLflow run); null = one network for all",
     )
     offline: OfflineConfig | None = Field(
         None, description="offline multi-task RL (CQL over a Parquet transition dataset, data sharing); set = `mto train` trains offline"
@@ -351,11 +351,11 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
     """Checks that need the task family and curricula (pure packages, no Ray)."""
     from tasks.task_space import UnknownTaskError
 
-    if cfg.groups is not None and not cfg.is_supervised:
-        raise ConfigError(f"{source}: groups: only supervised families train one network per group, not '{cfg.task.family}'")
+    if cfg.groups is not None and cfg.offline is not None:
+        raise ConfigError(f"{source}: groups: offline runs train one Q-network over every task; remove groups")
     if cfg.is_supervised:
         _check_supervised(cfg, source)
-        _check_groups(cfg, source)
+        _check_groups(cfg, source, supervised_task_names(cfg))
         return
 
     if cfg.model.combiner == "pareto_mtl":
@@ -372,6 +372,7 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: task.backend: {exc}") from None
     if len(task_space) == 0:
         raise ConfigError(f"{source}: task.max_depth: no task has depth <= {cfg.task.max_depth}")
+    _check_groups(cfg, source, task_space.names)
     try:
         build_scheduler(cfg, task_space.names, resolve_item_names(cfg))
     except (TypeError, ValueError) as exc:
@@ -418,10 +419,11 @@ def supervised_task_names(cfg: ExperimentConfig) -> tuple[str, ...]:
     return {"multi_digit": multi_digit.TASK_SPACE, "pareto_toy": pareto_toy.TASK_SPACE}[cfg.task.family].names
 
 
-def _check_groups(cfg: ExperimentConfig, source: str) -> None:
+def _check_groups(cfg: ExperimentConfig, source: str, valid: Sequence[str]) -> None:
+    """Every group names known tasks, once each, and every task is in some group."""
     if cfg.groups is None:
         return
-    valid = supervised_task_names(cfg)
+    valid = list(valid)
     if not cfg.groups or any(not g for g in cfg.groups):
         raise ConfigError(f"{source}: groups: give non-empty lists of task names; valid tasks: {list(valid)}")
     for g, group in enumerate(cfg.groups):

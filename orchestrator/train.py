@@ -148,6 +148,8 @@ def run_training(
             from orchestrator.supervised_run import run_supervised
 
             summary = run_supervised(cfg, run_path, state, live)
+        elif cfg.groups is not None:
+            summary = _train_groups(cfg, run_path, state, live)
         else:
             task_space = resolve_task_space(cfg)
             actor, algo = _start_actors(cfg, task_space, run_path, state)
@@ -306,6 +308,57 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
         mastered=mastered_names,
         checkpoint=state.checkpoint,
     )
+
+
+def _train_groups(cfg: ExperimentConfig, run_path: Path, state: TrainerState, live) -> TrainingSummary:
+    """`groups:` on Simon Says: one PPO run (network + CurriculumActor) per group, one after the
+    other, each a nested MLflow run with its own folder, checkpoints and `--resume`; every task
+    is reported from the group that serves it best."""
+    import ray
+
+    from orchestrator.config import config_from_dict
+
+    best: dict[str, float] = {}
+    for g, group in enumerate(cfg.groups or []):
+        data = cfg.to_dict()
+        data.update(name=f"{cfg.name}-group{g}", groups=None, task={**data["task"], "tasks": list(group)})
+        group_cfg = config_from_dict(data, f"groups[{g}]")
+        group_path = run_path / f"group_{g}"
+        group_path.mkdir(exist_ok=True)
+        (group_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(group_cfg.to_dict(), sort_keys=False))
+        console.print(f"[bold]group {g}[/] {', '.join(group)}")
+        with mlflow.start_run(experiment_id=mlflow.active_run().info.experiment_id,
+                              run_name=f"{run_path.name}-group{g}", nested=True) as child:
+            mlflow.set_tags({RUN_PATH_TAG: str(group_path), "mto.config_name": group_cfg.name, "mto.kind": "rl",
+                             "mto.group": g})
+            log_params_safe(flatten(group_cfg.to_dict()))
+            group_state = TrainerState(mlflow_run_id=child.info.run_id)
+            group_state.save(group_path / STATE_FILE)
+            actor = algo = None
+            try:
+                actor, algo = _start_actors(group_cfg, resolve_task_space(group_cfg), group_path, group_state)
+                summary = _train_loop(group_cfg, resolve_task_space(group_cfg), algo, actor, group_path, group_state, live)
+            finally:
+                if algo is not None:
+                    algo.stop()
+                if actor is not None:
+                    ray.kill(actor, no_restart=True)
+        mlflow.set_tag(f"mto.checkpoint.group_{g}", summary.checkpoint or "")
+        state.iteration += summary.iterations
+        state.env_steps += summary.env_steps
+        for task, rate in summary.success_rate.items():
+            best[task] = max(best.get(task, 0.0), rate)
+    names = list(resolve_task_space(cfg).names)
+    success = [best.get(n, 0.0) for n in names]
+    threshold = cfg.training.mastery_threshold
+    log_metrics_safe({**{f"success_rate/{n}": s for n, s in zip(names, success)},
+                      "mean_success": sum(success) / len(success), "items_mastered": sum(s >= threshold for s in success),
+                      "env_steps_total": state.env_steps}, step=state.iteration)
+    state.save(run_path / STATE_FILE)
+    _print_final_table(names, success, threshold)
+    return TrainingSummary(run_id=state.mlflow_run_id or "", run_path=run_path, tracking_uri="", iterations=state.iteration,
+                           env_steps=state.env_steps, success_rate=dict(zip(names, success)),
+                           mastered=[n for n, s in zip(names, success) if s >= threshold], checkpoint=None)
 
 
 def _evaluate_for_curriculum(cfg, algo, actor, state: TrainerState) -> None:

@@ -120,3 +120,37 @@ def test_unknown_run_is_a_usage_error(tmp_path, capsys):
     assert main(["report", "no-such-run", "--run-dir", str(tmp_path)]) == 2
     assert "no-such-run" in capsys.readouterr().err
     assert main(["train", "--resume", "no-such-run", "--run-dir", str(tmp_path)]) == 2
+
+
+def test_groups_train_one_ppo_run_per_group_nested_under_the_parent(ray_session, tmp_path, monkeypatch, capsys):
+    """`groups:` (as written by `mto tune-groups`) on Simon Says: one network + curriculum per
+    group, each a nested MLflow run with its own checkpoint; the parent reports every task from
+    the group that serves it best."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    groups = [["log", "planks"], ["planks", "stick", "dirt"]]
+    code = main(["train", str(REPO / "configs/smoke.yaml"), "--no-live", "--run-dir", str(tmp_path),
+                 "--set", f"run_dir={tmp_path}", "--set", "training.iterations=1",
+                 "--set", "model.architecture=shared_bottom", "--set", f"groups={json.dumps(groups)}"])
+    assert code == 0
+    client = MlflowClient(default_tracking_uri(tmp_path))
+    runs = client.search_runs([client.get_experiment_by_name("mto").experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
+                      key=lambda r: int(r.data.tags["mto.group"]))
+    assert parent.info.status == "FINISHED" and len(children) == 2 == len(runs) - 1
+    child_success = []
+    for child, group in zip(children, groups):
+        assert child.info.status == "FINISHED"
+        assert sorted(k.split("/", 1)[1] for k in child.data.metrics if k.startswith("success_rate/")) == sorted(group)
+        checkpoint = Path(child.data.tags["mto.checkpoint"])
+        assert (checkpoint / "curriculum.pkl").is_file()
+        assert parent.data.tags[f"mto.checkpoint.group_{child.data.tags['mto.group']}"] == str(checkpoint)
+        child_success.append({t: child.data.metrics[f"success_rate/{t}"] for t in group})
+    for task in SMOKE_TASKS:
+        expected = max(s[task] for s in child_success if task in s)
+        assert parent.data.metrics[f"success_rate/{task}"] == pytest.approx(expected)
+    # A group's run is an ordinary run: `mto eval` loads its checkpoint by run id.
+    capsys.readouterr()
+    assert main(["eval", children[1].info.run_id, "--run-dir", str(tmp_path), "--episodes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "stick" in out and "log" not in out.split("Evaluation", 1)[1]
