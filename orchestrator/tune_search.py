@@ -435,8 +435,9 @@ def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), ad
                          "affinity_score": state["affinity_scores"][c]}, result)
         best = objective.best(trials)
         _log_groups_parent(search_path, affinity, names, trials, best, co_training, objective)
-    rows = [(str(r["candidate"]), " | ".join(",".join(g) for g in r["groups"]), r["affinity_score"], r[objective.metric])
-            for r in trials]
+    # Affinity scores of PPO losses are of order 1e-3: three significant digits, not two decimals.
+    rows = [(str(r["candidate"]), " | ".join(",".join(g) for g in r["groups"]), f"{r['affinity_score']:.3g}",
+             r[objective.metric]) for r in trials]
     console.print(task_table("Candidate groupings", rows, ["candidate", "groups", "affinity", objective.metric]))
     console.print(f"chosen grouping (candidate {best['candidate']}): {best['groups']}  -> {search_path / GROUPS_ARTIFACT}")
     return SearchResult(parent_id, search_path, tracking_uri, trials, best, affinity, names)

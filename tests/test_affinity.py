@@ -35,10 +35,25 @@ def test_signed_losses_keep_positive_meaning_helps_below_zero() -> None:
     assert np.isnan(lookahead_affinity(before, after)[:, 0]).all()
     running = TaskAffinity(["a", "b", "c"], signed_losses=True)
     running.update(before, after)
+    np.testing.assert_allclose(running.matrix(), lookahead_affinity(before, after, signed_losses=True))
     restored = TaskAffinity(["a", "b", "c"])
     restored.load_state_dict(running.state_dict())
     assert restored.signed_losses
     np.testing.assert_allclose(restored.matrix(), running.matrix())
+
+
+def test_signed_average_is_a_ratio_of_sums_so_a_loss_near_zero_cannot_dominate() -> None:
+    running = TaskAffinity(["a", "b"], signed_losses=True)
+    # Task b's loss is 1e-4 in the first batch: that measurement's own ratio for 1 -> b is -999.
+    first = running.update([2.0, 1e-4], [[1.0, 0.0], [2.0, 0.1]])
+    assert first[1, 1] == pytest.approx(-999.0)
+    running.update([2.0, 4.0], [[1.5, 4.0], [2.0, 3.0]])
+    # Column a: (1 + 0.5) / (2 + 2) and 0 / 4; column b: (1e-4 + 0) / 4.0001 and (-0.0999 + 1) / 4.0001.
+    np.testing.assert_allclose(running.matrix(), [[0.375, 1e-4 / 4.0001], [0.0, 0.9001 / 4.0001]], rtol=1e-9)
+    scaled = TaskAffinity(["a", "b"], lr_normalized=True, signed_losses=True)
+    scaled.update([2.0, 1e-4], [[1.0, 0.0], [2.0, 0.1]], lr=0.5)
+    scaled.update([2.0, 4.0], [[1.5, 4.0], [2.0, 3.0]], lr=0.5)
+    np.testing.assert_allclose(scaled.matrix(), running.matrix() / 0.5, rtol=1e-9)
 
 
 def test_running_average_skips_unmeasured_entries() -> None:

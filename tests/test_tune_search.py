@@ -101,6 +101,11 @@ def test_tune_groups_on_simon_says_measures_affinity_from_ppo_and_picks_by_succe
     assert sorted({t for g in groups for t in g}) == sorted(tasks) and 1 <= len(groups) <= 2
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "plots")] == ["plots/affinity.png"]
 
+    # Resume of the finished search: restored from Tune's storage, nothing trained or logged twice.
+    again = run_tune_groups(config, resume=True)
+    assert again.parent_run_id == parent.info.run_id and again.best["groups"] == groups
+    assert len(nested_runs(client, parent)) == 2
+
 
 @pytest.mark.slow
 def test_pareto_toy_solutions_lie_on_the_front_one_per_sector(ray_session, tmp_path) -> None:
