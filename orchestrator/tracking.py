@@ -60,12 +60,14 @@ def find_run(run: str, tracking_uri: str):
         return client.get_run(run)
     except Exception:  # noqa: BLE001 - MLflow raises various types for a missing id
         pass
-    runs = mlflow.search_runs(
-        search_all_experiments=True,
-        filter_string=f"attributes.run_name = '{run}'",
-        order_by=["attributes.start_time DESC"],
-        output_format="list",
-    )
+    # The client, not the fluent API: `mlflow.search_runs` reads the process-wide tracking URI,
+    # which is not set yet when `--resume NAME` looks the run up (it then searched, and
+    # created, ./mlflow.db in the working directory).
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        experiments, filter_string=f"attributes.run_name = '{run}'", order_by=["attributes.start_time DESC"],
+        max_results=1,
+    ) if experiments else []
     if not runs:
         raise LookupError(f"no MLflow run with id or name '{run}' at {tracking_uri}")
     return runs[0]

@@ -39,6 +39,7 @@ from orchestrator.tracking import (
 STATE_FILE = "trainer_state.json"
 KEEP_CHECKPOINTS = 2
 ACTOR_NAMESPACE = "mto"
+GROUPS_TAG = "mto.groups"  # on the parent run of a `groups:` RL run
 
 
 @dataclass
@@ -177,13 +178,14 @@ def _locate_resume(resume: str, config_path: str | None, overrides: tuple[str, .
         uri = resolve_tracking_uri(base.tracking.tracking_uri, base.run_dir)
     else:
         uri = resolve_tracking_uri(None, run_dir)
-    run_path, state = locate_run(resume, uri, f"--resume {resume}")
+    run_path, state = locate_run(resume, uri, f"--resume {resume}", grouped_ok=True)
     cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
     return cfg, uri, run_path, state
 
 
-def locate_run(run: str, tracking_uri: str, what: str) -> tuple[Path, TrainerState]:
-    """The run folder and driver state of an MLflow run (id or name) that has a checkpoint.
+def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False) -> tuple[Path, TrainerState]:
+    """The run folder and driver state of an MLflow run (id or name) that has a checkpoint
+    (or, with ``grouped_ok``, the parent of a `groups:` run, whose groups hold the checkpoints).
 
     Raises `ConfigError` (a usage error, prefixed by `what`) when there is nothing to use.
     """
@@ -196,7 +198,11 @@ def locate_run(run: str, tracking_uri: str, what: str) -> tuple[Path, TrainerSta
     if not state_file.is_file():
         raise ConfigError(f"{what}: run folder {run_path} has no {STATE_FILE}")
     state = TrainerState.load(state_file)
-    if not state.checkpoint:
+    grouped = GROUPS_TAG in found.data.tags
+    if grouped and not grouped_ok:
+        groups = [f"{found.info.run_name}-group{g}" for g in range(len(json.loads(found.data.tags[GROUPS_TAG])))]
+        raise ConfigError(f"{what}: '{run}' trained one network per group; use a group's own run: {', '.join(groups)}")
+    if not state.checkpoint and not grouped:
         raise ConfigError(f"{what}: the run has no checkpoint yet")
     return run_path, state
 
@@ -312,42 +318,20 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
 
 def _train_groups(cfg: ExperimentConfig, run_path: Path, state: TrainerState, live) -> TrainingSummary:
     """`groups:` on Simon Says: one PPO run (network + CurriculumActor) per group, one after the
-    other, each a nested MLflow run with its own folder, checkpoints and `--resume`; every task
-    is reported from the group that serves it best."""
-    import ray
-
-    from orchestrator.config import config_from_dict
-
+    other, each a nested MLflow run with its own folder, checkpoints, `mto eval` and `--resume`;
+    every task is reported from the group that serves it best. Resuming the parent skips
+    finished groups and continues the interrupted one from its checkpoint."""
+    mlflow.set_tag(GROUPS_TAG, json.dumps(cfg.groups))
     best: dict[str, float] = {}
+    iterations = env_steps = 0
     for g, group in enumerate(cfg.groups or []):
-        data = cfg.to_dict()
-        data.update(name=f"{cfg.name}-group{g}", groups=None, task={**data["task"], "tasks": list(group)})
-        group_cfg = config_from_dict(data, f"groups[{g}]")
-        group_path = run_path / f"group_{g}"
-        group_path.mkdir(exist_ok=True)
-        (group_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(group_cfg.to_dict(), sort_keys=False))
-        console.print(f"[bold]group {g}[/] {', '.join(group)}")
-        with mlflow.start_run(experiment_id=mlflow.active_run().info.experiment_id,
-                              run_name=f"{run_path.name}-group{g}", nested=True) as child:
-            mlflow.set_tags({RUN_PATH_TAG: str(group_path), "mto.config_name": group_cfg.name, "mto.kind": "rl",
-                             "mto.group": g})
-            log_params_safe(flatten(group_cfg.to_dict()))
-            group_state = TrainerState(mlflow_run_id=child.info.run_id)
-            group_state.save(group_path / STATE_FILE)
-            actor = algo = None
-            try:
-                actor, algo = _start_actors(group_cfg, resolve_task_space(group_cfg), group_path, group_state)
-                summary = _train_loop(group_cfg, resolve_task_space(group_cfg), algo, actor, group_path, group_state, live)
-            finally:
-                if algo is not None:
-                    algo.stop()
-                if actor is not None:
-                    ray.kill(actor, no_restart=True)
+        summary = _train_group(cfg, g, group, run_path, live)
         mlflow.set_tag(f"mto.checkpoint.group_{g}", summary.checkpoint or "")
-        state.iteration += summary.iterations
-        state.env_steps += summary.env_steps
+        iterations += summary.iterations
+        env_steps += summary.env_steps
         for task, rate in summary.success_rate.items():
             best[task] = max(best.get(task, 0.0), rate)
+    state.iteration, state.env_steps = iterations, env_steps
     names = list(resolve_task_space(cfg).names)
     success = [best.get(n, 0.0) for n in names]
     threshold = cfg.training.mastery_threshold
@@ -359,6 +343,65 @@ def _train_groups(cfg: ExperimentConfig, run_path: Path, state: TrainerState, li
     return TrainingSummary(run_id=state.mlflow_run_id or "", run_path=run_path, tracking_uri="", iterations=state.iteration,
                            env_steps=state.env_steps, success_rate=dict(zip(names, success)),
                            mastered=[n for n, s in zip(names, success) if s >= threshold], checkpoint=None)
+
+
+def _train_group(cfg: ExperimentConfig, g: int, group: list[str], run_path: Path, live) -> TrainingSummary:
+    """Train (or continue, or just read back) group ``g``'s run, nested under the active parent run."""
+    import ray
+
+    from orchestrator.config import config_from_dict
+
+    group_path = run_path / f"group_{g}"
+    if (group_path / STATE_FILE).is_file():  # started before an interruption
+        group_cfg = load_config(group_path / CONFIG_ARTIFACT)
+        group_state = TrainerState.load(group_path / STATE_FILE)
+    else:
+        data = cfg.to_dict()
+        data.update(name=f"{cfg.name}-group{g}", groups=None, task={**data["task"], "tasks": list(group)})
+        group_cfg = config_from_dict(data, f"groups[{g}]")
+        group_path.mkdir(exist_ok=True)
+        (group_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(group_cfg.to_dict(), sort_keys=False))
+        group_state = TrainerState()
+    task_space = resolve_task_space(group_cfg)
+    console.print(f"[bold]group {g}[/] {', '.join(group)}")
+    parent = mlflow.active_run()
+    if group_state.mlflow_run_id:
+        opened = mlflow.start_run(run_id=group_state.mlflow_run_id, nested=True)
+    else:
+        opened = mlflow.start_run(experiment_id=parent.info.experiment_id, run_name=f"{parent.info.run_name}-group{g}",
+                                  nested=True)
+    with opened as child:
+        if group_state.mlflow_run_id is None:
+            group_state.mlflow_run_id = child.info.run_id
+            mlflow.set_tags({RUN_PATH_TAG: str(group_path), "mto.config_name": group_cfg.name, "mto.kind": "rl",
+                             "mto.group": g})
+            log_params_safe(flatten(group_cfg.to_dict()))
+            mlflow.log_artifact(str(group_path / CONFIG_ARTIFACT))
+            group_state.save(group_path / STATE_FILE)
+        budget = group_cfg.training.max_env_steps
+        if group_state.checkpoint and (group_state.iteration >= group_cfg.training.iterations
+                                       or (budget is not None and group_state.env_steps >= budget)):
+            return _finished_group(group_cfg, group_path, group_state)
+        actor = algo = None
+        try:
+            actor, algo = _start_actors(group_cfg, task_space, group_path, group_state)
+            return _train_loop(group_cfg, task_space, algo, actor, group_path, group_state, live)
+        finally:
+            if algo is not None:
+                algo.stop()
+            if actor is not None:
+                ray.kill(actor, no_restart=True)
+
+
+def _finished_group(cfg: ExperimentConfig, run_path: Path, state: TrainerState) -> TrainingSummary:
+    """A group that finished before the parent was interrupted: its final numbers, from MLflow."""
+    metrics = MlflowClient(mlflow.get_tracking_uri()).get_run(state.mlflow_run_id).data.metrics
+    names = list(resolve_task_space(cfg).names)
+    success = {n: metrics.get(f"success_rate/{n}", 0.0) for n in names}
+    threshold = cfg.training.mastery_threshold
+    return TrainingSummary(run_id=state.mlflow_run_id or "", run_path=run_path, tracking_uri="", iterations=state.iteration,
+                           env_steps=state.env_steps, success_rate=success,
+                           mastered=[n for n, s in success.items() if s >= threshold], checkpoint=state.checkpoint)
 
 
 def _evaluate_for_curriculum(cfg, algo, actor, state: TrainerState) -> None:

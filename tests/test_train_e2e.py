@@ -4,6 +4,9 @@ resume from the checkpoint, evaluate the checkpoint, report the run."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,22 @@ def test_groups_train_one_ppo_run_per_group_nested_under_the_parent(ray_session,
     assert main(["eval", children[1].info.run_id, "--run-dir", str(tmp_path), "--episodes", "2"]) == 0
     out = capsys.readouterr().out
     assert "stick" in out and "log" not in out.split("Evaluation", 1)[1]
+    # The parent holds no network of its own: eval names the groups' runs instead.
+    assert main(["eval", parent.info.run_name, "--run-dir", str(tmp_path)]) == 2
+    assert f"{parent.info.run_name}-group0, {parent.info.run_name}-group1" in capsys.readouterr().err
+    # Resuming the finished parent (by name) trains nothing again and reports the same numbers.
+    assert main(["train", "--resume", parent.info.run_name, "--run-dir", str(tmp_path), "--no-live"]) == 0
+    again = client.get_run(parent.info.run_id)
+    assert again.data.metrics == parent.data.metrics
+    for child in children:
+        assert len(client.get_metric_history(child.info.run_id, "env_steps_total")) == 1
+    # A fresh process finds the run by name in the given store and writes nothing where it stands.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    found = subprocess.run(
+        [sys.executable, "-c", "import sys; from orchestrator.tracking import find_run; "
+         "print(find_run(sys.argv[1], sys.argv[2]).info.run_id)", parent.info.run_name, default_tracking_uri(tmp_path)],
+        cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    assert found.stdout.strip().splitlines()[-1] == parent.info.run_id
+    assert list(elsewhere.iterdir()) == []
