@@ -77,8 +77,8 @@ class MultiTaskPPOLearner(PPOTorchLearner):
     ``learner_config_dict``: ``combiner``, ``combiner_params``, ``num_tasks``; optional
     ``affinity_every`` (minibatch updates between TAG lookahead measurements, 0/None: off),
     ``affinity_lr`` (the lookahead's SGD step, default the PPO lr) and ``task_names``.
-    Read the running affinity with ``affinity_state()`` (e.g. through
-    ``algo.learner_group.foreach_learner``).
+    Read the running affinity with ``affinity_state()`` (from the driver:
+    ``orchestrator.rl.learner_affinity(algo)``).
 
     With several learners the all-reduce happens here, over the [tasks x params]
     gradient matrix and BEFORE combining (a nonlinear combiner of averaged gradients

@@ -46,7 +46,7 @@ def trial_config(params: dict[str, Any], tasks: list[str]) -> ExperimentConfig:
     return config_from_dict(data, "tune trial")
 
 
-def _train_and_evaluate(cfg: ExperimentConfig, params: dict[str, Any], iterations: int, report, **learner: Any):
+def train_and_evaluate(cfg: ExperimentConfig, params: dict[str, Any], iterations: int, report, **learner: Any):
     """Train ``iterations`` PPO iterations (``report(iteration, metrics, algo)`` after each), then
     measure every task's success on fresh episodes; returns {task: success_rate}."""
     from orchestrator.evaluate import evaluate_policy
@@ -93,7 +93,7 @@ def rl_affinity_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
         else:  # the last report waits for the evaluation, so it carries the success table too
             pending.update(row)
 
-    success = _train_and_evaluate(cfg, params, iterations, report,
+    success = train_and_evaluate(cfg, params, iterations, report,
                                   affinity_every=int(params["affinity_every"]), affinity_lr=float(params["affinity_lr"]))
     tune.report({**pending, **_success_metrics(success), "wall_time_s": time.perf_counter() - started})
 
@@ -112,7 +112,7 @@ def rl_grouping_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
             tune.report({"group": g, "iteration": iteration,
                          **{f"group_{g}/{k}": v for k, v in metrics.items() if k in ("episode_return_mean", "env_steps")}})
 
-        success = _train_and_evaluate(trial_config(params, group), params, int(params["iterations"]), report)
+        success = train_and_evaluate(trial_config(params, group), params, int(params["iterations"]), report)
         for task, rate in success.items():
             best[task] = max(best.get(task, 0.0), rate)
     ordered = {t: best[t] for t in sorted(best)}
