@@ -194,6 +194,9 @@ def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False)
     except LookupError as exc:
         raise ConfigError(f"{what}: {exc}") from None
     run_path = Path(found.data.tags.get(RUN_PATH_TAG, ""))
+    if found.data.tags.get("mto.kind") == "offline":
+        raise ConfigError(f"{what}: '{run}' is an offline CQL run, which trains to the end in one go and cannot be "
+                          f"continued; its Q-network is the MLflow artifact checkpoint/ (start a new run to train more)")
     state_file = run_path / STATE_FILE
     if not state_file.is_file():
         raise ConfigError(f"{what}: run folder {run_path} has no {STATE_FILE}")

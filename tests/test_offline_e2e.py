@@ -56,6 +56,10 @@ def test_collect_then_train_cds_logs_success_and_sharing_heatmap(ray_session, tm
     assert {"plots/sharing_matrix.png", "plots/success_rate.png"} <= plots
     matrix = json.loads(open(client.download_artifacts(run.info.run_id, "sharing/sharing_matrix.json")).read())
     assert matrix["tasks"] == TASKS and [matrix["accepted_fraction"][i][i] for i in range(6)] == [1.0] * 6
+    # An offline run is not resumable: a usage error that says so, not a missing-file message.
+    capsys.readouterr()
+    assert main(["train", "--resume", run.info.run_id, "--run-dir", str(tmp_path / "runs")]) == 2
+    assert "offline CQL run, which trains to the end in one go" in capsys.readouterr().err
 
 
 def test_collect_refuses_unknown_behaviour_tasks_and_missing_dataset(tmp_path, capsys) -> None:
