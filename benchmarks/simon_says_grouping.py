@@ -67,6 +67,7 @@ def one_seed(seed: int, run_dir: str) -> dict:
     from mlflow.tracking import MlflowClient
 
     from orchestrator.config import load_config, resolve_task_space
+    from orchestrator.evaluate import best_success_per_task
     from orchestrator.tune_rl import train_and_evaluate, trial_config
     from orchestrator.tune_search import run_tune_groups
 
@@ -87,10 +88,8 @@ def one_seed(seed: int, run_dir: str) -> dict:
     one = train_and_evaluate(trial_config(params, names), params, budget * len(groups), quiet)
     rng = np.random.default_rng(seed)
     partition = [sorted(map(str, part)) for part in np.array_split(rng.permutation(names), len(groups))]
-    random_best: dict[str, float] = {}
-    for group in partition:
-        for task, rate in train_and_evaluate(trial_config(params, group), params, budget, quiet).items():
-            random_best[task] = max(random_best.get(task, 0.0), rate)
+    random_best = best_success_per_task(train_and_evaluate(trial_config(params, group), params, budget, quiet)
+                                        for group in partition)
     return {
         "seed": seed, "chosen_groups": groups, "random_groups": partition,
         "tag_mean_success": search.best["mean_success"],

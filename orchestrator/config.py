@@ -347,6 +347,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     return config_from_dict(data, str(path), overrides)
 
 
+def config_for_tasks(data: dict[str, Any], tasks: Sequence[str], source: str, **fields: Any) -> ExperimentConfig:
+    """A config (as plain data, `ExperimentConfig.to_dict()`) narrowed to ``tasks``, with top-level
+    ``fields`` replaced, validated: one network over exactly these tasks (a group, a Tune trial)."""
+    return config_from_dict({**data, **fields, "task": {**data["task"], "tasks": list(tasks)}}, source)
+
+
 def _check_domain(cfg: ExperimentConfig, source: str) -> None:
     """Checks that need the task family and curricula (pure packages, no Ray)."""
     from tasks.task_space import UnknownTaskError

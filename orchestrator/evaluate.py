@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,15 @@ def evaluate_policy(module, cfg: ExperimentConfig, episodes: int, greedy: bool, 
     names = resolve_task_space(cfg).names
     per_task = outcomes.success.reshape(len(names), episodes).mean(axis=1)
     return dict(zip(names, per_task.tolist()))
+
+
+def best_success_per_task(per_group: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Each task's success rate from the group (network) that serves it best, when groups overlap."""
+    best: dict[str, float] = {}
+    for success in per_group:
+        for task, rate in success.items():
+            best[task] = max(best.get(task, rate), rate)
+    return best
 
 
 def run_evaluation(run: str, episodes: int | None = None, greedy: bool = False, seed: int = 0, run_dir: str = "runs") -> dict[str, float]:

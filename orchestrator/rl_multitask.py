@@ -151,8 +151,7 @@ class MultiTaskPPOLearner(PPOTorchLearner):
             network = self.module[module_id].unwrapped().network
             config, batch, task = self._task_batches[module_id]
             base_mask = batch.get(Columns.LOSS_MASK)
-            rows = task if base_mask is None else torch.where(base_mask, task, -1)
-            counts = torch.stack([(rows == t).sum() for t in range(self._num_tasks)])
+            counts = torch.bincount(task if base_mask is None else task[base_mask], minlength=self._num_tasks)
             if measure:
                 self._measure_affinity(module_id, network, losses, allreduce)
             apply_multitask_backward(network, losses, self._combiner, allreduce=allreduce, task_sample_counts=counts)

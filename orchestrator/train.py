@@ -305,18 +305,16 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
         _save_checkpoint(algo, actor, run_path, state)
     log_plots(state.mlflow_run_id, names, threshold)
     mlflow.log_artifact(str(Path(state.checkpoint) / "curriculum.pkl"), artifact_path="curriculum")
-    mastered_names = [n for n, s in zip(names, success) if s >= threshold]
     _print_final_table(names, success, threshold)
-    return TrainingSummary(
-        run_id=state.mlflow_run_id or "",
-        run_path=run_path,
-        tracking_uri="",
-        iterations=state.iteration,
-        env_steps=state.env_steps,
-        success_rate=dict(zip(names, success)),
-        mastered=mastered_names,
-        checkpoint=state.checkpoint,
-    )
+    return _rl_summary(state, run_path, dict(zip(names, success)), threshold, state.checkpoint)
+
+
+def _rl_summary(state: TrainerState, run_path: Path, success: dict[str, float], threshold: float,
+                checkpoint: str | None) -> TrainingSummary:
+    """The summary of an RL run (or group) from its driver state and per-task success."""
+    return TrainingSummary(run_id=state.mlflow_run_id or "", run_path=run_path, tracking_uri="", iterations=state.iteration,
+                           env_steps=state.env_steps, success_rate=success,
+                           mastered=[n for n, s in success.items() if s >= threshold], checkpoint=checkpoint)
 
 
 def _train_groups(cfg: ExperimentConfig, run_path: Path, state: TrainerState, live) -> TrainingSummary:
@@ -324,17 +322,16 @@ def _train_groups(cfg: ExperimentConfig, run_path: Path, state: TrainerState, li
     other, each a nested MLflow run with its own folder, checkpoints, `mto eval` and `--resume`;
     every task is reported from the group that serves it best. Resuming the parent skips
     finished groups and continues the interrupted one from its checkpoint."""
+    from orchestrator.evaluate import best_success_per_task
+
     mlflow.set_tag(GROUPS_TAG, json.dumps(cfg.groups))
-    best: dict[str, float] = {}
-    iterations = env_steps = 0
+    summaries = []
     for g, group in enumerate(cfg.groups or []):
-        summary = _train_group(cfg, g, group, run_path, live)
-        mlflow.set_tag(f"mto.checkpoint.group_{g}", summary.checkpoint or "")
-        iterations += summary.iterations
-        env_steps += summary.env_steps
-        for task, rate in summary.success_rate.items():
-            best[task] = max(best.get(task, 0.0), rate)
-    state.iteration, state.env_steps = iterations, env_steps
+        summaries.append(_train_group(cfg, g, group, run_path, live))
+        mlflow.set_tag(f"mto.checkpoint.group_{g}", summaries[-1].checkpoint or "")
+    state.iteration = sum(s.iterations for s in summaries)
+    state.env_steps = sum(s.env_steps for s in summaries)
+    best = best_success_per_task(s.success_rate for s in summaries)
     names = list(resolve_task_space(cfg).names)
     success = [best.get(n, 0.0) for n in names]
     threshold = cfg.training.mastery_threshold
@@ -343,25 +340,21 @@ def _train_groups(cfg: ExperimentConfig, run_path: Path, state: TrainerState, li
                       "env_steps_total": state.env_steps}, step=state.iteration)
     state.save(run_path / STATE_FILE)
     _print_final_table(names, success, threshold)
-    return TrainingSummary(run_id=state.mlflow_run_id or "", run_path=run_path, tracking_uri="", iterations=state.iteration,
-                           env_steps=state.env_steps, success_rate=dict(zip(names, success)),
-                           mastered=[n for n, s in zip(names, success) if s >= threshold], checkpoint=None)
+    return _rl_summary(state, run_path, dict(zip(names, success)), threshold, checkpoint=None)
 
 
 def _train_group(cfg: ExperimentConfig, g: int, group: list[str], run_path: Path, live) -> TrainingSummary:
     """Train (or continue, or just read back) group ``g``'s run, nested under the active parent run."""
     import ray
 
-    from orchestrator.config import config_from_dict
+    from orchestrator.config import config_for_tasks
 
     group_path = run_path / f"group_{g}"
     if (group_path / STATE_FILE).is_file():  # started before an interruption
         group_cfg = load_config(group_path / CONFIG_ARTIFACT)
         group_state = TrainerState.load(group_path / STATE_FILE)
     else:
-        data = cfg.to_dict()
-        data.update(name=f"{cfg.name}-group{g}", groups=None, task={**data["task"], "tasks": list(group)})
-        group_cfg = config_from_dict(data, f"groups[{g}]")
+        group_cfg = config_for_tasks(cfg.to_dict(), group, f"groups[{g}]", name=f"{cfg.name}-group{g}", groups=None)
         group_path.mkdir(exist_ok=True)
         (group_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(group_cfg.to_dict(), sort_keys=False))
         group_state = TrainerState()
@@ -399,12 +392,8 @@ def _train_group(cfg: ExperimentConfig, g: int, group: list[str], run_path: Path
 def _finished_group(cfg: ExperimentConfig, run_path: Path, state: TrainerState) -> TrainingSummary:
     """A group that finished before the parent was interrupted: its final numbers, from MLflow."""
     metrics = MlflowClient(mlflow.get_tracking_uri()).get_run(state.mlflow_run_id).data.metrics
-    names = list(resolve_task_space(cfg).names)
-    success = {n: metrics.get(f"success_rate/{n}", 0.0) for n in names}
-    threshold = cfg.training.mastery_threshold
-    return TrainingSummary(run_id=state.mlflow_run_id or "", run_path=run_path, tracking_uri="", iterations=state.iteration,
-                           env_steps=state.env_steps, success_rate=success,
-                           mastered=[n for n, s in success.items() if s >= threshold], checkpoint=state.checkpoint)
+    success = {n: metrics.get(f"success_rate/{n}", 0.0) for n in resolve_task_space(cfg).names}
+    return _rl_summary(state, run_path, success, cfg.training.mastery_threshold, state.checkpoint)
 
 
 def _evaluate_for_curriculum(cfg, algo, actor, state: TrainerState) -> None:

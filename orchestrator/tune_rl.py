@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.config import ExperimentConfig, config_from_dict
+from orchestrator.config import ExperimentConfig, config_for_tasks
 
 
 def trial_resources(cfg: ExperimentConfig):
@@ -41,9 +41,7 @@ def trial_resources(cfg: ExperimentConfig):
 
 def trial_config(params: dict[str, Any], tasks: list[str]) -> ExperimentConfig:
     """The search's config, restricted to ``tasks`` (one network over exactly these tasks)."""
-    data = dict(params["config"])
-    data["task"] = {**data["task"], "tasks": list(tasks)}
-    return config_from_dict(data, "tune trial")
+    return config_for_tasks(params["config"], tasks, "tune trial")
 
 
 def train_and_evaluate(cfg: ExperimentConfig, params: dict[str, Any], iterations: int, report, **learner: Any):
@@ -103,8 +101,10 @@ def rl_grouping_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
     ``mean_success`` (each task scored by its best group) and ``success/<task>``."""
     from ray import tune
 
+    from orchestrator.evaluate import best_success_per_task
+
     groups: list[list[str]] = params["candidates"][config["candidate"]]
-    best: dict[str, float] = {}
+    per_group: list[dict[str, float]] = []
     started = time.perf_counter()
     for g, group in enumerate(groups):
 
@@ -112,8 +112,7 @@ def rl_grouping_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
             tune.report({"group": g, "iteration": iteration,
                          **{f"group_{g}/{k}": v for k, v in metrics.items() if k in ("episode_return_mean", "env_steps")}})
 
-        success = train_and_evaluate(trial_config(params, group), params, int(params["iterations"]), report)
-        for task, rate in success.items():
-            best[task] = max(best.get(task, 0.0), rate)
+        per_group.append(train_and_evaluate(trial_config(params, group), params, int(params["iterations"]), report))
+    best = best_success_per_task(per_group)
     ordered = {t: best[t] for t in sorted(best)}
     tune.report({"group": len(groups), **_success_metrics(ordered), "wall_time_s": time.perf_counter() - started})

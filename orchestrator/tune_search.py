@@ -70,6 +70,20 @@ MEAN_SUCCESS = Objective("mean_success", lower_is_better=False)
 
 
 @dataclass
+class GroupingSearchPlan:
+    """How `mto tune-groups` runs for one family: its trials, their parameters, budgets and objective."""
+
+    task_names: tuple[str, ...]
+    objective: Objective
+    affinity_trial: Callable
+    affinity_params: dict[str, Any]
+    affinity_budget: int  # epochs / PPO iterations of the co-training run
+    grouping_trial: Callable
+    grouping_params: dict[str, Any]
+    grouping_budget: int  # epochs / PPO iterations per network in a grouping trial
+
+
+@dataclass
 class SearchResult:
     """What a search produced, on the driver."""
 
@@ -401,19 +415,15 @@ def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), ad
 
     with _search_session(config_path, overrides, "tune-groups", resume, address) as session:
         cfg, search_path, state, tracking_uri, experiment_id, parent_id, client = session
-        if cfg.is_supervised:
-            names, budget, objective, co_params, group_params, trials_of = _supervised_groups(cfg, search_path)
-        else:
-            names, budget, objective, co_params, group_params, trials_of = _rl_groups(cfg)
-        affinity_trial_fn, grouping_trial_fn = trials_of
-        grid = _fit("affinity", search_path, affinity_trial_fn, co_params, {}, cfg, resume,
+        plan = _supervised_plan(cfg, search_path) if cfg.is_supervised else _rl_plan(cfg)
+        names, objective = plan.task_names, plan.objective
+        grid = _fit("affinity", search_path, plan.affinity_trial, plan.affinity_params, {}, cfg, resume,
                     ("val/loss", "episode_return_mean", "affinity_time_s", "mean_success"))
         co_training = grid[0]
         final = co_training.metrics
         affinity = np.array([[final.get(f"affinity/{a}/{b}", 0.0) if a != b else 0.0 for b in names] for a in names])
         _log_nested(client, experiment_id, parent_id, "affinity", "co-training (affinity)",
-                    {"budget": co_params.get("epochs", co_params.get("iterations")),
-                     "affinity_every": cfg.tune.affinity_every}, co_training)
+                    {"budget": plan.affinity_budget, "affinity_every": cfg.tune.affinity_every}, co_training)
 
         if "candidates" not in state:  # a resumed search trains the same candidates
             found = choose_groupings(affinity, names, cfg.tune.max_groups, top_k=cfg.tune.top_k,
@@ -422,7 +432,7 @@ def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), ad
             state["affinity_scores"] = [g.score for g in found]
             _save_state(search_path, state)
         candidates = state["candidates"]
-        grid = _fit("groupings", search_path, grouping_trial_fn, {**group_params, "candidates": candidates},
+        grid = _fit("groupings", search_path, plan.grouping_trial, {**plan.grouping_params, "candidates": candidates},
                     {"candidate": _grid(list(range(len(candidates))))}, cfg, resume, (objective.metric,))
         trials = []
         for result in sorted(grid, key=lambda r: r.config["candidate"]):
@@ -431,7 +441,7 @@ def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), ad
                    **_trial_metrics(result)}
             trials.append(row)
             _log_nested(client, experiment_id, parent_id, "grouping", f"grouping {c}",
-                        {"candidate": c, "groups": json.dumps(candidates[c]), "budget": budget,
+                        {"candidate": c, "groups": json.dumps(candidates[c]), "budget": plan.grouping_budget,
                          "affinity_score": state["affinity_scores"][c]}, result)
         best = objective.best(trials)
         _log_groups_parent(search_path, affinity, names, trials, best, co_training, objective)
@@ -443,28 +453,32 @@ def run_tune_groups(config_path: str | Path, overrides: tuple[str, ...] = (), ad
     return SearchResult(parent_id, search_path, tracking_uri, trials, best, affinity, names)
 
 
-def _supervised_groups(cfg: ExperimentConfig, search_path: Path):
-    """Task names, budget, objective, the two trials' parameters and functions for a supervised family."""
+def _supervised_plan(cfg: ExperimentConfig, search_path: Path) -> GroupingSearchPlan:
+    """Supervised families: epochs of the torch training loop in each trial, scored by total validation loss."""
     _, dataset = _dataset(cfg, search_path)
     epochs = cfg.tune.affinity_epochs or cfg.supervised.epochs
-    co_params = {**_base_params(cfg, dataset, epochs), "affinity_every": cfg.tune.affinity_every,
-                 "affinity_lr": cfg.tune.affinity_lr}
     budget = cfg.tune.budget_epochs or cfg.supervised.epochs
-    return (dataset.task_space.names, budget, VALIDATION_LOSS, co_params, _base_params(cfg, dataset, budget),
-            (affinity_trial, grouping_trial))
+    return GroupingSearchPlan(
+        dataset.task_space.names, VALIDATION_LOSS,
+        affinity_trial, {**_base_params(cfg, dataset, epochs), "affinity_every": cfg.tune.affinity_every,
+                         "affinity_lr": cfg.tune.affinity_lr}, epochs,
+        grouping_trial, _base_params(cfg, dataset, budget), budget)
 
 
-def _rl_groups(cfg: ExperimentConfig):
-    """The same for Simon Says: PPO trials (``orchestrator.tune_rl``), scored by mean success."""
+def _rl_plan(cfg: ExperimentConfig) -> GroupingSearchPlan:
+    """Simon Says: PPO trials (``orchestrator.tune_rl``), scored by mean success."""
     from orchestrator.config import resolve_task_space
     from orchestrator.tune_rl import rl_affinity_trial, rl_grouping_trial
 
     names = resolve_task_space(cfg).names
     base = {"config": cfg.to_dict(), "tasks": list(names), "trial_cpus": cfg.tune.trial_cpus}
-    co_params = {**base, "iterations": cfg.tune.affinity_iterations or cfg.training.iterations,
-                 "affinity_every": cfg.tune.affinity_every, "affinity_lr": cfg.tune.affinity_lr}
+    iterations = cfg.tune.affinity_iterations or cfg.training.iterations
     budget = cfg.tune.budget_iterations or cfg.training.iterations
-    return names, budget, MEAN_SUCCESS, co_params, {**base, "iterations": budget}, (rl_affinity_trial, rl_grouping_trial)
+    return GroupingSearchPlan(
+        names, MEAN_SUCCESS,
+        rl_affinity_trial, {**base, "iterations": iterations, "affinity_every": cfg.tune.affinity_every,
+                            "affinity_lr": cfg.tune.affinity_lr}, iterations,
+        rl_grouping_trial, {**base, "iterations": budget}, budget)
 
 
 def _grid(values: list[Any]) -> Any:
