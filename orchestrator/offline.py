@@ -284,8 +284,7 @@ class SharedBatches:
 
 def plot_sharing_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Path, title: str) -> Path:
     """Task x task heatmap: row = task trained, column = task the data came from."""
-    import orchestrator.plots  # noqa: F401 - selects the headless matplotlib backend
-    import matplotlib.pyplot as plt
+    from orchestrator.plots import plt, save_figure  # plt with the headless backend selected
 
     size = max(4.0, 0.35 * len(names) + 2.5)
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
@@ -298,11 +297,7 @@ def plot_sharing_matrix(matrix: np.ndarray, names: Sequence[str], path: str | Pa
     ax.set_ylabel("shared into task")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="accepted fraction")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- training

@@ -12,6 +12,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write as PNG (110 dpi, the size every run plot uses) and close ``fig``."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _ordered(histories: dict[str, list[tuple[int, float]]], order: Sequence[str] | None) -> list[str]:
     names = [n for n in (order or sorted(histories)) if n in histories]
     return names
@@ -45,11 +54,7 @@ def plot_task_curves(
         ax.set_ylim(*ylim)
     ax.set_title(f"{title} ({len(shown)} of {len(names)} tasks)")
     ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_success_curves(
@@ -86,8 +91,4 @@ def plot_distribution_heatmap(
     ax.set_xlabel("iteration")
     ax.set_title("Curriculum: probability of sampling each task")
     fig.colorbar(im, ax=ax, label="probability")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -507,10 +507,7 @@ def _log_groups_parent(search_path: Path, affinity: np.ndarray, names, trials, b
 
 def plot_affinity_heatmap(affinity: np.ndarray, names, path: Path) -> Path:
     """Source task (rows) x task acted on (columns); red helps, blue hurts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from orchestrator.plots import plt, save_figure
 
     limit = float(np.nanmax(np.abs(affinity))) or 1.0
     fig, ax = plt.subplots(figsize=(1.0 + 0.5 * len(names), 0.8 + 0.5 * len(names)))
@@ -521,10 +518,7 @@ def plot_affinity_heatmap(affinity: np.ndarray, names, path: Path) -> Path:
     ax.set_ylabel("source task i (step on its loss)")
     ax.set_title("Lookahead affinity i -> j")
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run_pareto(config_path: str | Path, overrides: tuple[str, ...] = (), address: str | None = None,
@@ -579,10 +573,7 @@ def _log_pareto_parent(cfg, names, prefs: np.ndarray, trials) -> None:
 
 def plot_front(trials, names, prefs: np.ndarray, path: Path, front: np.ndarray | None = None) -> Path:
     """Solutions in the plane of the first two tasks' losses, preference rays, and the analytic front if known."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from orchestrator.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6, 5.5))
     if front is not None:
@@ -598,7 +589,4 @@ def plot_front(trials, names, prefs: np.ndarray, path: Path, front: np.ndarray |
     ax.set_ylabel(f"loss {names[1]}")
     ax.set_title("Pareto MTL: one solution per preference vector (dotted)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

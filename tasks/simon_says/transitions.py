@@ -33,6 +33,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks.parquet_schema import column_mismatch
+
 FORMAT_VERSION = "1"
 CARD_FILE = "dataset_card.json"
 METADATA_KEYS = ("mto.format_version", "mto.obs_dim", "mto.task_names", "mto.item_names", "mto.task_item_index")
@@ -241,12 +243,9 @@ def _check_file(path: Path) -> tuple[pa.Schema, dict[str, str]]:
         expected = transition_schema(int(meta["mto.obs_dim"]), len(json.loads(meta["mto.item_names"])))
     except ValueError as exc:
         raise _refuse(path, f"unreadable metadata mto.obs_dim / mto.item_names ({exc})") from None
-    for fld in expected:
-        if fld.name not in schema.names:
-            raise _refuse(path, f"column {fld.name!r} is missing (expected type {fld.type})", expected)
-        found = schema.field(fld.name).type
-        if found != fld.type:
-            raise _refuse(path, f"column {fld.name!r} has type {found}, expected {fld.type}", expected)
+    problem = column_mismatch(schema, expected)
+    if problem is not None:
+        raise _refuse(path, problem, expected)
     return expected, meta
 
 

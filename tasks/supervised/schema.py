@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks.parquet_schema import column_mismatch
 from tasks.task_space import TaskSpace
 
 FORMAT_VERSION = "1"
@@ -174,12 +175,9 @@ def read_dataset(path: str | Path, name: str | None = None) -> SupervisedDataset
     if target not in TARGETS:
         raise _refuse(path, f"metadata mto.target={target!r}; valid choices: {list(TARGETS)}", None)
     expected = expected_schema(math.prod(input_shape), target)
-    for fld in expected:
-        if fld.name not in schema.names:
-            raise _refuse(path, f"column {fld.name!r} is missing (expected type {fld.type})", expected)
-        found = schema.field(fld.name).type
-        if found != fld.type:
-            raise _refuse(path, f"column {fld.name!r} has type {found}, expected {fld.type}", expected)
+    problem = column_mismatch(schema, expected)
+    if problem is not None:
+        raise _refuse(path, problem, expected)
 
     table = pq.read_table(path, columns=expected.names)
     if any(table.column(c).null_count for c in expected.names):
