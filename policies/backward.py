@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -25,8 +25,17 @@ class MultitaskBackwardStats:
     task_losses: list[float]  # after the data-parallel average; nan for absent tasks
     task_grad_norms: list[float]  # ||g_t|| on the shared parameters
     combined_grad_norm: float
-    task_weights: list[float] | None  # combiner's per-task weights, when it has them
+    task_weights: list[float] | None  # weights the combiner actually used (0 for a dropped task), when it has them
     present: list[bool]  # task had samples (on any worker)
+    # Task left out of this step for a non-finite value: its loss on this worker
+    # (with task_sample_counts: samples but a nan/inf loss; without: an inf loss),
+    # or its data-parallel averaged gradient, on the shared parameters or its own.
+    dropped_nonfinite: list[bool] = field(default_factory=list)
+
+    @property
+    def dropped_nonfinite_tasks(self) -> list[int]:
+        """Task ids with ``dropped_nonfinite`` set (log ``combiner/dropped_nonfinite/<task>`` += 1)."""
+        return [t for t, dropped in enumerate(self.dropped_nonfinite) if dropped]
 
 
 def torch_distributed_allreduce(buffer: Tensor) -> Tensor:
@@ -81,6 +90,14 @@ def apply_multitask_backward(
     3. ``combiner`` turns the [T x P] matrix into the shared parameters' gradient;
        task-specific parameters get their own task's gradient unchanged.
 
+    Non-finite values never reach ``.grad``: a task whose loss is nan/inf is
+    left out before its backward pass, and a task whose averaged gradient
+    (shared row or its own parameters') has a nan/inf is dropped from the step
+    by the combiner (its own parameters get no gradient: None, or zeros where
+    the decision stays on the device).  ``MultitaskBackwardStats.dropped_nonfinite``
+    says which, read in the same single device->host transfer as the other
+    statistics.
+
     ``task_losses[t]`` should be task t's mean loss over its samples in the local
     batch, best given as a list of scalar tensors with ``None`` for a task without
     samples (a count of 0, a nan loss or a loss that does not require grad also
@@ -125,16 +142,23 @@ def apply_multitask_backward(
     # Which tasks have a usable loss: one device->host sync for all of them
     # (a per-task .item() stalls a GPU pipeline T times).
     candidates = [t for t, l in enumerate(loss_list) if l is not None and l.requires_grad]
-    checks = [loss_list[t].detach().reshape(()).isfinite() for t in candidates]
+    detached = [loss_list[t].detach().reshape(()) for t in candidates]
+    checks = [l.isfinite() for l in detached]
     if task_sample_counts is not None:
         counts = torch.as_tensor(task_sample_counts, dtype=dtype, device=device).reshape(-1)
         if counts.numel() != num_tasks:
             raise ValueError(f"task_sample_counts has {counts.numel()} entries for {num_tasks} task losses")
-        checks = [c & (counts[t] > 0) for c, t in zip(checks, candidates)]
-    finite = torch.stack(checks).tolist() if checks else []
+        has_samples = [counts[t] > 0 for t in candidates]
+    else:
+        # Without counts a nan loss is how an empty task looks (mean of nothing);
+        # an infinite one had samples.
+        has_samples = [~l.isnan() for l in detached]
+    flags = torch.stack([torch.stack(checks), torch.stack(has_samples)]).tolist() if checks else [[], []]
     local_present = [False] * num_tasks
-    for t, ok in zip(candidates, finite):
-        local_present[t] = bool(ok)
+    dropped_loss = [False] * num_tasks
+    for t, ok, has in zip(candidates, *flags):
+        local_present[t] = bool(ok and has)
+        dropped_loss[t] = bool(has and not ok)
     present_local = torch.tensor(local_present, dtype=dtype).to(device, non_blocking=True)
     counts = present_local if task_sample_counts is None else counts * present_local
 
@@ -191,46 +215,86 @@ def apply_multitask_backward(
         inverse = present_mask.to(dtype)
     mean_losses = loss_slot * inverse
 
-    # Task-specific parameters: their own task's averaged gradient, unchanged
-    # (copied out, since the buffer is reused by the next call).
-    for t in range(num_tasks):
-        offset = task_offsets[t]
-        for p in per_task[t]:
-            if present[t]:
-                grad = buffer[offset : offset + p.numel()].view_as(p)
-                p.grad = grad * inverse[t] if weighted else grad.clone()
-            else:
-                p.grad = None
-            offset += p.numel()
+    # A task whose own parameters' averaged gradient is not finite is dropped
+    # as a whole: its loss is shown to the combiner as nan, which leaves its
+    # row out (device-side, no sync).
+    combiner_losses = mean_losses[present_ids]
+    own_ok: Tensor | None = None
+    if any(task_sizes[t] for t in present_ids):
+        always = torch.ones((), dtype=torch.bool, device=device)
+        own_ok = torch.stack([
+            torch.linalg.vector_norm(buffer[task_offsets[t] : task_offsets[t] + task_sizes[t]], float("inf")).isfinite()
+            if task_sizes[t] else always
+            for t in present_ids
+        ])
+        combiner_losses = torch.where(own_ok, combiner_losses, torch.full_like(combiner_losses, float("nan")))
 
     # Statistics stay on the device until one final transfer.
     norms = torch.full((num_tasks,), float("nan"), dtype=dtype, device=device)
     combined_norm = torch.zeros(1, dtype=dtype, device=device)
+    # usable[i]: present task present_ids[i] was used (a Python list, or a device tensor read at the end)
+    usable: list[bool] | Tensor = [True] * len(present_ids) if own_ok is None else own_ok
+    combiner_weights: Tensor | None = None
     if p_shared and present_ids:
         rows = grad_matrix if len(present_ids) == num_tasks else grad_matrix[present_ids]
         if weighted:
             rows = rows * inverse[present_ids, None]
         norms[present_ids] = torch.linalg.vector_norm(rows, dim=1)
-        combined = combiner(rows, mean_losses[present_ids], torch.tensor(present_ids))
+        combined = combiner(rows, combiner_losses, torch.tensor(present_ids))
         if combined.data_ptr() == rows.data_ptr() or combined._base is not None:
             combined = combined.clone()  # never hand out views of the reusable buffer
         combined_norm = torch.linalg.vector_norm(combined).reshape(1)
         for p, g in zip(shared, torch.split(combined, shared_sizes)):
             p.grad = g.view_as(p)
+        combiner_weights = combiner.last_weights
+        if combiner.last_usable is not None:
+            usable = combiner.last_usable if combiner.last_usable.device.type != "cpu" else combiner.last_usable.tolist()
     else:
         for p in shared:
             p.grad = torch.zeros_like(p) if present_ids else None
 
+    # Task-specific parameters: their own task's averaged gradient, unchanged
+    # (copied out, since the buffer is reused by the next call); nothing for a
+    # dropped task.
+    zero = torch.zeros((), dtype=dtype, device=device)
+    position = {t: i for i, t in enumerate(present_ids)}
+    for t in range(num_tasks):
+        offset = task_offsets[t]
+        for p in per_task[t]:
+            if present[t] and (isinstance(usable, Tensor) or usable[position[t]]):
+                grad = buffer[offset : offset + p.numel()].view_as(p)
+                grad = grad * inverse[t] if weighted else grad.clone()
+                p.grad = torch.where(usable[position[t]], grad, zero) if isinstance(usable, Tensor) else grad
+            else:
+                p.grad = None
+            offset += p.numel()
+
+    # One device->host transfer for every statistic (device-side masks/weights included).
+    on_device = [mean_losses, norms, combined_norm]
+    if isinstance(usable, Tensor):
+        on_device.append(usable.to(device=device, dtype=dtype))
+    weights_on_device = combiner_weights is not None and combiner_weights.device.type != "cpu"
+    if weights_on_device:
+        on_device.append(combiner_weights.to(device=device, dtype=dtype))
+    numbers = torch.cat(on_device).tolist()
+    cursor = 2 * num_tasks + 1
+    if isinstance(usable, Tensor):
+        usable = [bool(x) for x in numbers[cursor : cursor + len(present_ids)]]
+        cursor += len(present_ids)
     weights = None
-    if combiner.last_weights is not None and p_shared and present_ids:
+    if combiner_weights is not None:
+        used = numbers[cursor:] if weights_on_device else combiner_weights.tolist()
         weights = [float("nan")] * num_tasks
-        for t, w in zip(present_ids, combiner.last_weights.tolist()):
+        for t, w in zip(present_ids, used):
             weights[t] = w
-    numbers = torch.cat([mean_losses, norms, combined_norm]).tolist()
+    dropped = list(dropped_loss)
+    for t, ok in zip(present_ids, usable):
+        dropped[t] = dropped[t] or not ok
     return MultitaskBackwardStats(
         task_losses=[x if present[t] else float("nan") for t, x in enumerate(numbers[:num_tasks])],
         task_grad_norms=numbers[num_tasks : 2 * num_tasks],
-        combined_grad_norm=numbers[-1],
+        combined_grad_norm=numbers[2 * num_tasks],
         task_weights=weights,
         present=present,
+        dropped_nonfinite=dropped,
     )

@@ -19,6 +19,10 @@ the task gradients: weights_t = l_t + sum_j b_j (u_j - u_k)_t.  As in the
 authors' code, F is normalised to unit length when testing the constraints,
 and the phase-2 weights are rescaled so that sum_t |weights_t| = T (the scale
 of the plain sum), which makes the step size comparable with ``sum``.
+
+Rows with a non-finite gradient or loss are left out of the step (weight 0;
+the constraints are then taken on the remaining tasks).  Nothing depends on
+the scale of the losses or gradients: F is normalised, the Gram matrix too.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from policies.combiners.base import GradientCombiner, gram_matrix, weighted_sum
+from policies.combiners.base import GradientCombiner, gram_info, weighted_sum
 from policies.combiners.min_norm import min_norm_weights
 
 
@@ -89,18 +93,30 @@ class ParetoMTL(GradientCombiner):
     def constraint_values(self, losses: np.ndarray, task_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(w, G): w_j = u_j - u_k (rows j != k) and G_j = w_j . F / ||F||, on the present tasks."""
         prefs = self.preferences[:, task_ids]
-        prefs = prefs / np.maximum(np.linalg.norm(prefs, axis=1, keepdims=True), 1e-12)
+        norms = np.linalg.norm(prefs, axis=1, keepdims=True)
+        prefs = prefs / np.where(norms > 0, norms, 1.0)  # a preference with no weight on these tasks stays 0
         others = np.delete(np.arange(prefs.shape[0]), self.preference_index)
         w = prefs[others] - prefs[self.preference_index]
-        return w, w @ (losses / max(np.linalg.norm(losses), 1e-12))
+        top = float(np.max(np.abs(losses))) if losses.size else 0.0
+        if not top > 0:
+            return w, np.zeros(w.shape[0])  # F = 0: on every ray, no constraint is violated
+        f = losses / top  # divided by its largest entry first: the norm cannot over- or underflow
+        return w, w @ (f / np.linalg.norm(f))
 
     def combine(self, grads: Tensor, losses: Tensor | None, task_ids: Tensor) -> Tensor:
         if losses is None:
             raise ValueError("pareto_mtl needs the task losses (its constraints are on the loss vector)")
-        f = losses.double().cpu().numpy()
-        w, g_values = self.constraint_values(f, task_ids.numpy())
-        gram = gram_matrix(grads).numpy()
-        t = grads.shape[0]
+        info = gram_info(grads, losses)
+        ids = info.usable_ids
+        self.last_usable = torch.as_tensor(info.usable)
+        all_weights = np.zeros(grads.shape[0])
+        if ids.size == 0:
+            self.steps += 1
+            combined, self.last_weights = weighted_sum(all_weights, grads, info.usable)
+            return combined
+        w, g_values = self.constraint_values(info.losses[ids], task_ids.numpy()[ids])
+        gram = info.gram[np.ix_(ids, ids)]  # normalised; every weight below is scale-free
+        t = ids.size
         weights: np.ndarray | None = None
         if self.in_init_phase:
             active = g_values > 0
@@ -117,10 +133,14 @@ class ParetoMTL(GradientCombiner):
             basis = np.concatenate([np.eye(t), wa], axis=0)  # each vector in terms of g_1..g_T
             lam = min_norm_weights(basis @ gram @ basis.T).numpy()
             weights = lam @ basis
-            weights = weights * (t / max(np.abs(weights).sum(), 1e-12))
+            # lam is on the simplex and the basis rows have norm <= 2, so the weights are
+            # of order 1: a total below 1e-12 is round-off of an exact 0 (Pareto stationary).
+            total = np.abs(weights).sum()
+            weights = weights * (t / total) if total > 1e-12 else np.zeros(t)
         self.steps += 1
-        self.last_weights = torch.as_tensor(weights, dtype=torch.float64)
-        return weighted_sum(self.last_weights, grads)
+        all_weights[ids] = weights
+        combined, self.last_weights = weighted_sum(all_weights, grads, info.usable, info.row_norms)
+        return combined
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "feasible_start_found": self.feasible_start_found}

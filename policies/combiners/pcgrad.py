@@ -10,16 +10,19 @@
 Every g_i^PC stays a linear combination of the original g_j, so the loop runs
 on its T coefficients and the Gram matrix G G^T (T x T numbers) and touches
 the P-dimensional gradients only twice: once for G G^T, once for the sum.
+Rows with a non-finite gradient (or loss) are left out of the step; the Gram
+matrix is normalised (largest norm 1), so the loop is the same at any scale.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from policies.combiners.base import GradientCombiner, gram_matrix, weighted_sum
+from policies.combiners.base import GradientCombiner, gram_info, weighted_sum
 
 
 class PCGrad(GradientCombiner):
@@ -32,18 +35,23 @@ class PCGrad(GradientCombiner):
         self.rng = torch.Generator().manual_seed(int(seed))
 
     def combine(self, grads: Tensor, losses: Tensor | None, task_ids: Tensor) -> Tensor:
-        gram = gram_matrix(grads)
-        t = grads.shape[0]
-        coef = torch.eye(t, dtype=torch.float64)  # row i: g_i^PC in the basis g_1..g_T
+        info = gram_info(grads, losses)
+        ids = info.usable_ids
+        gram = info.gram[np.ix_(ids, ids)]
+        t = ids.size
+        coef = np.eye(t)  # row i: g_i^PC in the basis of the usable g_1..g_t
         for i in range(t):
             for j in torch.randperm(t, generator=self.rng).tolist():
-                if j == i or gram[j, j] <= 0:
+                if j == i or gram[j, j] <= 0:  # exactly 0 only for a zero row: nothing to project on
                     continue
                 dot = coef[i] @ gram[:, j]  # g_i^PC . g_j
                 if dot < 0:
                     coef[i, j] -= dot / gram[j, j]
-        self.last_weights = coef.sum(dim=0)
-        return weighted_sum(self.last_weights, grads)
+        weights = np.zeros(grads.shape[0])
+        weights[ids] = coef.sum(axis=0)
+        combined, self.last_weights = weighted_sum(weights, grads, info.usable, info.row_norms)
+        self.last_usable = torch.as_tensor(info.usable)
+        return combined
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.get_state()}
