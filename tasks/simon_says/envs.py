@@ -5,6 +5,11 @@ steps ``num_envs`` techtree games at once (gymnasium 1.x NEXT_STEP autoreset);
 ``SimonSaysEnv(...)`` is one game. ``copy=False`` returns the env's own observation buffer,
 which the next step overwrites (faster; only for callers that do not keep observations). ``backend="crafter"`` / ``"minerl"`` return the
 corresponding backend's env from the same constructors.
+
+``action_mask=True`` (techtree only) makes the observation RLlib's action-masking layout, a
+``Dict`` of ``"observations"`` (the flat vector above, unchanged) and ``"action_mask"``
+(``float32 [num_actions]``, 1 where the action would change the state now; see
+``TechTreeCore.action_mask``). The default ``False`` keeps the flat ``Box`` observation.
 """
 
 from __future__ import annotations
@@ -43,8 +48,10 @@ def _forced_tasks(options: dict | None, num_envs: int, num_tasks: int) -> np.nda
     return tasks
 
 
-def _other_backend(backend: str, vector: bool):
+def _other_backend(backend: str, vector: bool, kwargs: dict[str, Any]):
     check_backend(backend)
+    if kwargs.pop("action_mask", False):
+        raise ValueError(f"action_mask=True is only offered by the techtree backend, not backend={backend!r}")
     if backend == "crafter":
         from tasks.simon_says import crafter_backend as mod
     else:
@@ -55,19 +62,38 @@ def _other_backend(backend: str, vector: bool):
 class _TechTreeEnvBase:
     """What the single and vector techtree envs share: task space, core, sampler."""
 
-    def _setup(self, num_envs: int, tasks: Sequence[str] | None, horizon: int, copy: bool) -> None:
+    def _setup(self, num_envs: int, tasks: Sequence[str] | None, horizon: int, copy: bool,
+               action_mask: bool) -> None:
         self.tree = load_tech_tree()
         self.task_space: TaskSpace = make_task_space(tasks, backend="techtree")
         self.item_names: tuple[str, ...] = self.tree.item_names
         index = self.tree.item_index()
         self.task_item_index = np.array([index[n] for n in self.task_space.names], dtype=np.int64)
-        self.core = TechTreeCore(self.tree, self.task_item_index, num_envs, horizon)
+        self.action_mask = bool(action_mask)
+        self.core = TechTreeCore(self.tree, self.task_item_index, num_envs, horizon, action_mask=self.action_mask)
         self.horizon = int(horizon)
         self.action_names: tuple[str, ...] = self.core.action_names
         self.observation_layout = self.core.layout
         self._copy = bool(copy)
         self._sampler: TaskSampler = uniform_task_sampler(len(self.task_space))
         self._seeded = False
+        # the mask buffer that copy=False hands out (and the next step overwrites)
+        self._mask = np.zeros((num_envs if action_mask else 0, len(self.action_names)), dtype=np.float32)
+
+    def _single_space(self) -> gym.Space:
+        """One env's observation space: the flat Box, or the Dict with the action mask."""
+        box = gym.spaces.Box(0.0, 1.0, (self.core.layout.size,), np.float32)
+        if not self.action_mask:
+            return box
+        return gym.spaces.Dict({"observations": box,
+                                "action_mask": gym.spaces.Box(0.0, 1.0, (len(self.action_names),), np.float32)})
+
+    def _masked(self, obs: np.ndarray, row: int | None) -> np.ndarray | dict[str, np.ndarray]:
+        """``obs`` alone, or with the action mask (all envs, or env ``row``) when it is on."""
+        if not self.action_mask:
+            return obs
+        mask = self.core.action_mask(out=None if self._copy else self._mask)
+        return {"observations": obs, "action_mask": mask if row is None else mask[row]}
 
     def set_task_sampler(self, fn: TaskSampler) -> None:
         """Use ``fn(num_resets, rng) -> task indices`` to choose the goal at every reset."""
@@ -91,7 +117,8 @@ class SimonSaysVectorEnv(_TechTreeEnvBase, VectorEnv):
     """``num_envs`` Simon Says games stepped together with numpy (techtree backend).
 
     Observation ``(num_envs, D)`` float32 with ``obs[:, :len(task_space)]`` the one-hot goal;
-    see ``observation_layout`` for the other columns. ``info``: ``task``, ``success``,
+    see ``observation_layout`` for the other columns. With ``action_mask=True``, a dict
+    ``{"observations": (num_envs, D), "action_mask": (num_envs, num_actions)}`` instead. ``info``: ``task``, ``success``,
     ``items_obtained`` (first time this episode, per item).
     """
 
@@ -99,16 +126,16 @@ class SimonSaysVectorEnv(_TechTreeEnvBase, VectorEnv):
 
     def __new__(cls, *args: Any, backend: str = "techtree", **kwargs: Any):
         if backend != "techtree":
-            return _other_backend(backend, vector=True)(*args, **kwargs)
+            return _other_backend(backend, True, kwargs)(*args, **kwargs)
         return super().__new__(cls)
 
     def __init__(self, num_envs: int = 1, tasks: Sequence[str] | None = None, horizon: int = 300,
-                 backend: str = "techtree", copy: bool = True) -> None:
+                 backend: str = "techtree", copy: bool = True, action_mask: bool = False) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
-        self._setup(self.num_envs, tasks, horizon, copy)
-        self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.core.layout.size,), np.float32)
+        self._setup(self.num_envs, tasks, horizon, copy, action_mask)
+        self.single_observation_space = self._single_space()
         self.single_action_space = gym.spaces.Discrete(len(self.action_names))
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
@@ -142,8 +169,8 @@ class SimonSaysVectorEnv(_TechTreeEnvBase, VectorEnv):
         info = {"task": self.core.task.copy(), "success": success, "items_obtained": obtained}
         return self._observation(), reward, terminated, truncated, info
 
-    def _observation(self) -> np.ndarray:
-        return self.core.obs.copy() if self._copy else self.core.obs
+    def _observation(self) -> np.ndarray | dict[str, np.ndarray]:
+        return self._masked(self.core.obs.copy() if self._copy else self.core.obs, None)
 
 
 class SimonSaysEnv(_TechTreeEnvBase, gym.Env):
@@ -153,13 +180,13 @@ class SimonSaysEnv(_TechTreeEnvBase, gym.Env):
 
     def __new__(cls, *args: Any, backend: str = "techtree", **kwargs: Any):
         if backend != "techtree":
-            return _other_backend(backend, vector=False)(*args, **kwargs)
+            return _other_backend(backend, False, kwargs)(*args, **kwargs)
         return super().__new__(cls)
 
     def __init__(self, tasks: Sequence[str] | None = None, horizon: int = 300, backend: str = "techtree",
-                 copy: bool = True) -> None:
-        self._setup(1, tasks, horizon, copy)
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (self.core.layout.size,), np.float32)
+                 copy: bool = True, action_mask: bool = False) -> None:
+        self._setup(1, tasks, horizon, copy, action_mask)
+        self.observation_space = self._single_space()
         self.action_space = gym.spaces.Discrete(len(self.action_names))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -180,8 +207,8 @@ class SimonSaysEnv(_TechTreeEnvBase, gym.Env):
         info = {"task": self.core.task[0].copy(), "success": success[0], "items_obtained": obtained[0]}
         return self._observation(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
-    def _observation(self) -> np.ndarray:
-        return self.core.obs[0].copy() if self._copy else self.core.obs[0]
+    def _observation(self) -> np.ndarray | dict[str, np.ndarray]:
+        return self._masked(self.core.obs[0].copy() if self._copy else self.core.obs[0], 0)
 
 
 __all__ = ["BACKENDS", "SimonSaysEnv", "SimonSaysVectorEnv", "TaskSampler", "uniform_task_sampler"]

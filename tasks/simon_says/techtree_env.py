@@ -19,6 +19,15 @@ Tools never wear out; mobs, hunger and farming are not modelled.
 
 ``TechTreeCore`` holds the arrays; ``SimonSaysVectorEnv`` / ``SimonSaysEnv`` (gymnasium)
 add autoreset, task sampling and the info dict on top of it.
+
+``TechTreeCore.action_mask()`` says which actions would change the state right now (the
+preconditions above, the same tests ``step`` applies): ``explore`` always; ``descend`` with a
+pickaxe above the deepest level; ``ascend`` below the surface; ``mine:<b>`` with a ``b``
+nearby and a tool that harvests it; ``place:<s>`` holding one and none placed here;
+``craft:<r>`` holding every ingredient (and a table nearby for 3x3); ``smelt:<i>`` with a
+furnace nearby, the input and fuel. With ``action_mask=True`` the core keeps "holds every
+ingredient of recipe r" per env up to date from the (env, item) counts each step changes,
+so the mask costs a few whole-array ops per step, not a scan over 168 recipes.
 """
 
 from __future__ import annotations
@@ -63,7 +72,8 @@ def _layout(num_tasks: int, num_items: int, num_blocks: int) -> ObservationLayou
 class TechTreeCore:
     """All sub-env state as arrays, with vectorised ``reset_envs`` and ``step``."""
 
-    def __init__(self, tree: TechTree, task_item_index: np.ndarray, num_envs: int, horizon: int) -> None:
+    def __init__(self, tree: TechTree, task_item_index: np.ndarray, num_envs: int, horizon: int,
+                 action_mask: bool = False) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.tree = tree
@@ -93,6 +103,9 @@ class TechTreeCore:
         self.keys = counter_rng.env_keys(0, n)
         self.counters = np.zeros(n, dtype=np.uint64)
         self.obs = np.zeros((n, self.layout.size), dtype=np.float32)
+        # [env, recipe]: holds every ingredient (kept current only when the mask is on)
+        self.has_ingredients: np.ndarray | None = (
+            np.zeros((n, len(tree.recipes)), dtype=bool) if action_mask else None)
 
     # ----------------------------------------------------------------- tables
     def _build_action_tables(self, items: dict[str, int]) -> None:
@@ -149,6 +162,32 @@ class TechTreeCore:
         tool_set = set(tools)
         self.recipe_touches_tool = np.array(
             [rec.result in tool_set or any(n in tool_set for n, _ in rec.ingredients) for rec in tree.recipes])
+        self._build_mask_tables()
+
+    def _build_mask_tables(self) -> None:
+        """Action-id ranges per kind and item -> recipes using it (CSR), for ``action_mask``."""
+        kinds = self.action_kind[:-1]
+        # action_mask concatenates one block per kind in this order
+        if not (np.diff(kinds) >= 0).all() or list(kinds[:3]) != [EXPLORE, DESCEND, ASCEND]:
+            raise AssertionError("actions must be ordered explore, descend, ascend, mine, place, craft, smelt")
+        self.kind_actions: dict[int, slice] = {}
+        for k in (MINE, PLACE, CRAFT, SMELT):
+            ids = np.flatnonzero(kinds == k)
+            self.kind_actions[k] = slice(int(ids[0]), int(ids[-1]) + 1) if ids.size else slice(0, 0)
+        self.place_items = self.action_arg[self.kind_actions[PLACE]]
+        self.place_is_table = self.place_items == self.table_item
+        pairs = sorted({(int(i), r) for r, row in enumerate(self.recipe_items) for i in row if i < self.num_items})
+        item_of = np.array([i for i, _ in pairs], dtype=np.int64)
+        self.item_recipe_ptr = np.concatenate(([0], np.cumsum(np.bincount(item_of, minlength=self._width))))
+        self.item_recipe = np.array([r for _, r in pairs], dtype=np.int64)
+        self.recipe_free = (self.recipe_counts == 0).all(axis=1)  # no ingredients (none in 1.11)
+        self.recipe_no_table = ~self.recipe_table
+        self.place_station = np.where(self.place_is_table, 0, 1)  # column of [table, furnace]
+        # (smelting index, fuel index) where the input is also a fuel: it must be held twice
+        same = self.smelt_in[:, None] == self.fuel_items[None, :]
+        self.smelt_fuel_input = tuple(np.nonzero(same))
+        if (same.sum(axis=1) > 1).any():
+            raise AssertionError("a smelting input listed twice as fuel")
 
     def _build_world_tables(self, items: dict[str, int]) -> None:
         tree, pad = self.tree, self.num_items
@@ -201,6 +240,8 @@ class TechTreeCore:
         if idx.size == 0:
             return
         self.inventory[idx] = 0
+        if self.has_ingredients is not None:
+            self.has_ingredients[idx] = self.recipe_free
         self.caps[idx] = 1
         self.ever[idx] = False
         self.level[idx] = 0
@@ -357,6 +398,8 @@ class TechTreeCore:
             counts = inv[cenv * width + citem]
             self.obs.reshape(-1)[cenv * self.layout.size + self.layout.inventory.start + citem] = (
                 np.minimum(counts, STACK) * np.float32(1.0 / STACK))
+            if self.has_ingredients is not None:
+                self._refresh_ingredients(cenv, citem)
 
         active = kind != NOOP
         self.t += active
@@ -367,6 +410,59 @@ class TechTreeCore:
         truncated = active & (self.t >= self.horizon) & ~terminated
         reward = success.astype(np.float32)
         return reward, terminated, truncated, success, obtained
+
+    # ----------------------------------------------------------------- action mask
+    def ingredients_ok(self, envs: np.ndarray, recipes: np.ndarray) -> np.ndarray:
+        """For pairs (envs[k], recipes[k]): does the env hold every ingredient of the recipe?"""
+        pos = envs[:, None] * self._width + self.recipe_items[recipes]
+        return (self.inventory.reshape(-1)[pos] >= self.recipe_counts[recipes]).all(axis=1)
+
+    def all_ingredients_ok(self) -> np.ndarray:
+        """``[env, recipe]`` holds every ingredient, computed from scratch (what the cache tracks)."""
+        return (self.inventory[:, self.recipe_items] >= self.recipe_counts).all(axis=2)
+
+    def _refresh_ingredients(self, env: np.ndarray, item: np.ndarray) -> None:
+        """Recompute ``has_ingredients`` for the recipes that use items whose count changed."""
+        start = self.item_recipe_ptr[item]
+        count = self.item_recipe_ptr[item + 1] - start
+        total = int(count.sum())
+        if total == 0:
+            return
+        ends = np.cumsum(count)
+        envs = np.repeat(env, count)
+        recipes = self.item_recipe[np.repeat(start - (ends - count), count) + np.arange(total)]
+        self.has_ingredients[envs, recipes] = self.ingredients_ok(envs, recipes)
+
+    def action_mask(self, out: np.ndarray | None = None) -> np.ndarray:
+        """``[num_envs, num_actions]`` float32: 1 where the action would change the state now.
+
+        Exactly the preconditions ``step`` tests, so a 0 action is a no-op (only time passes)
+        and a 1 action does something; ``explore`` (action 0) is always 1. Writes into ``out``
+        when given.
+        """
+        inv, level, caps = self.inventory, self.level, self.caps
+        has = self.has_ingredients if self.has_ingredients is not None else self.all_ingredients_ok()
+        # each kind's block as a contiguous (n, k) bool array, then one concatenate to float32
+        explore = np.ones((self.num_envs, 1), dtype=bool)
+        descend = ((level < len(game_facts.LEVELS) - 1) & ((caps & self.pickaxe_bit) != 0))[:, None]
+        ascend = (level > 0)[:, None]
+        mine = (self.nearby > 0) & ((caps[:, None] & self.block_needs) != 0)
+        placed = np.stack((self.table, self.furnace), axis=1)[:, self.place_station]
+        place = (inv[:, self.place_items] > 0) & ~placed  # held, and none placed here
+        craft = has & (self.table[:, None] | self.recipe_no_table)
+        # fuel: enough left, or a fuel item to burn (held twice when it is also the input)
+        held = inv[:, self.fuel_items]
+        kinds_held = np.count_nonzero(held, axis=1)
+        left = self.fuel >= FUEL_UNIT
+        fuel = np.repeat((left | (kinds_held > 0))[:, None], len(self.smelt_in), axis=1)
+        s, j = self.smelt_fuel_input
+        if s.size:
+            fuel[:, s] = left[:, None] | (kinds_held[:, None] - (held[:, j] > 0) + (held[:, j] > 1) > 0)
+        smelt = self.furnace[:, None] & (inv[:, self.smelt_in] > 0) & fuel
+        parts = (explore, descend, ascend, mine, place, craft, smelt)
+        if out is None:
+            return np.concatenate(parts, axis=1, dtype=np.float32)
+        return np.concatenate(parts, axis=1, out=out)
 
     def _capabilities(self, idx: np.ndarray) -> np.ndarray:
         """Tool-capability bitmask of envs ``idx`` from the tools they hold (bit 0: hands)."""
