@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from .base import SUCCESS_SOURCES, Curriculum, UniformCurriculum
 from .exploration_bonus import BONUS_MODES, ExplorationBonus
-from .learning_progress import LearningProgressCurriculum
+from .learning_progress import LearningProgressCurriculum, learning_progress_setting_error
 from .outcomes import CurriculumDistribution, EpisodeOutcomes
 from .sampling import entropy, learning_progress_probabilities
 from .success_estimates import SuccessEstimates, normalise_against_random, reweight, sequential_ema
@@ -31,6 +31,7 @@ __all__ = [
     "curriculum_parameters",
     "entropy",
     "learning_progress_probabilities",
+    "learning_progress_setting_error",
     "normalise_against_random",
     "reweight",
     "sequential_ema",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -9,7 +10,28 @@ import numpy as np
 from .base import Curriculum
 from .sampling import learning_progress_probabilities
 
-__all__ = ["LearningProgressCurriculum"]
+__all__ = ["LearningProgressCurriculum", "learning_progress_setting_error"]
+
+
+def learning_progress_setting_error(
+    uniform_mix: float, untried_weight: float, success_source: str = "online"
+) -> str | None:
+    """Why a learning-progress setting can leave a task untried for ever, or None when it cannot.
+
+    With ``untried_weight=0`` a never-measured task gets probability 0 from the
+    learning-progress rule, and with ``uniform_mix=0`` nothing else gives it
+    any: with online success measurement (each training episode measures its
+    task), a task that was not sampled before the first update is never
+    sampled, so never measured. With ``success_source="evaluation"`` the
+    evaluation rounds measure every task, so the setting is allowed.
+    Pure function, for config validation at the start of a run.
+    """
+    if untried_weight == 0 and uniform_mix == 0 and success_source != "evaluation":
+        return (
+            "untried_weight=0 with uniform_mix=0 never samples a task that was not tried before the "
+            "first update (its probability stays 0 for ever); set uniform_mix > 0 or untried_weight > 0"
+        )
+    return None
 
 
 class LearningProgressCurriculum(Curriculum):
@@ -25,8 +47,12 @@ class LearningProgressCurriculum(Curriculum):
             failed has LP = 0 and success = 0, gets probability 0 and would never
             be measured again (benchmarks/curriculum_sim.py: 1 item mastered with
             0.0 instead of ~70); the mix keeps re-testing it.
-        untried_weight: each never-measured task gets ``untried_weight / num_tasks``
-            (>= 0; 1.0 = its uniform share, 0 = only once others are exhausted).
+        untried_weight: until its first measurement, each task gets ``untried_weight / num_tasks``
+            of the probability (>= 0; the untried tasks' total is capped at 1; default 1.0 =
+            its uniform share). With 0 an untried task gets nothing from the learning-progress
+            rule and is sampled only through ``uniform_mix``: with ``uniform_mix=0`` too (and
+            online success) it is never tried, so that combination warns here, and
+            `learning_progress_setting_error` reports it for config validation.
     """
 
     kind = "learning_progress"
@@ -47,6 +73,9 @@ class LearningProgressCurriculum(Curriculum):
             raise ValueError(f"uniform_mix must be in [0, 1], got {uniform_mix}")
         if not (np.isfinite(untried_weight) and untried_weight >= 0):
             raise ValueError(f"untried_weight must be a finite number >= 0, got {untried_weight}")
+        problem = learning_progress_setting_error(uniform_mix, untried_weight, kwargs.get("success_source", "online"))
+        if problem is not None:
+            warnings.warn(problem, RuntimeWarning, stacklevel=2)
         self.temperature = float(temperature)
         self.uniform_mix = float(uniform_mix)
         self.untried_weight = float(untried_weight)

@@ -6,6 +6,8 @@ import numpy as np
 
 __all__ = ["learning_progress_probabilities", "entropy"]
 
+_STD_RTOL = 8.0 * float(np.finfo(np.float64).eps)  # centring n equal values leaves ~eps * |value| per entry
+
 
 def learning_progress_probabilities(
     learning_progress: np.ndarray,
@@ -20,14 +22,21 @@ def learning_progress_probabilities(
 
     1. Among measured tasks, those with LP > 0 or success > 0 qualify; when none
        does, all measured tasks qualify.
-    2. Their LP is z-scored (a standard deviation of 0 counts as 1), divided by
-       `temperature`, passed through a sigmoid and normalised; other measured
-       tasks get 0.
+    2. Their LP is z-scored, divided by `temperature`, passed through a
+       sigmoid and normalised; other measured tasks get 0.  A standard
+       deviation within round-off of the LP values (<= 8 eps * max |LP|,
+       e.g. 0) means the LPs are equal: every qualifying task gets the same
+       weight, exactly.
     3. Tasks never measured yet each keep `untried_weight / num_tasks` (with the
-       default 1.0, the share uniform sampling would give them) so they are
-       tried soon; the measured tasks share the rest. With no task measured the
-       result is uniform.
+       default 1.0, the share uniform sampling would give them; the total is
+       capped at 1) so they are tried soon; the measured tasks share the rest.
+       With ``untried_weight=0`` they get nothing here: only `uniform_mix`
+       can ever select them. With no task measured the result is uniform.
     4. Finally ``(1 - uniform_mix) * p + uniform_mix / num_tasks``.
+
+    Tasks with identical inputs get bit-identical probabilities.  The LP
+    should already have round-off zeroed (`SuccessEstimates.learning_progress`
+    does), so that a true LP of 0 arrives as exactly 0.
     """
     n = learning_progress.shape[0]
     uniform = 1.0 / n
@@ -42,8 +51,11 @@ def learning_progress_probabilities(
         # Population z-score written out: np.std/np.mean cost more than the maths at n ~ 1000.
         centred = lp - lp.sum() / lp.shape[0]
         std = np.sqrt(centred @ centred / lp.shape[0])
+        if std <= _STD_RTOL * float(np.max(np.abs(lp))):
+            centred[:] = 0.0  # equal up to the round-off of the centring: equal weights
+            std = 1.0
         # weights = sigmoid(z / temperature), computed in place to save temporaries
-        weights = np.multiply(centred, -1.0 / (std * temperature if std > 0 else temperature), out=centred)
+        weights = np.multiply(centred, -1.0 / (std * temperature), out=centred)
         np.exp(weights, out=weights)
         weights += 1.0
         np.reciprocal(weights, out=weights)

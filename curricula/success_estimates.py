@@ -8,7 +8,10 @@ arXiv:2106.14876) as its public ports implement it:
 * ``p_fast`` is an EMA of ``p`` (``alpha_fast``), ``p_slow`` an EMA *of p_fast*
   (``alpha_slow``), both initialised at the task's first measurement;
 * ``f(p) = (1 - theta) p / (p + theta (1 - 2p))`` boosts changes at low p;
-* ``LP = |f(p_fast) - f(p_slow)|`` (or the signed difference).
+* ``LP = |f(p_fast) - f(p_slow)|`` (or the signed difference); a difference
+  below ``lp_tolerance * max(f(p_fast), f(p_slow))`` is round-off (a task
+  measured at a constant rate has p_fast = p_slow exactly, in exact
+  arithmetic) and counts as exactly 0.
 
 `SuccessEstimates.absorb` applies a whole batch of measurements in order with
 one pass of numpy (no Python loop over episodes): for a task with ``k`` new
@@ -34,9 +37,24 @@ __all__ = [
     "sequential_ema",
     "SuccessEstimates",
     "check_alpha",
+    "lp_tolerance",
 ]
 
 _NO_BASELINE = -1.0  # marks "random baseline not measured yet" in the per-task array
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def lp_tolerance(alpha_fast: float, alpha_slow: float) -> float:
+    """Relative size below which ``f(p_fast) - f(p_slow)`` is round-off, not progress.
+
+    Each EMA update rounds at the level of eps * p, and an EMA remembers about
+    1 / alpha updates, so p_fast and p_slow carry round-off of order
+    eps * p * (1 / alpha_fast + 1 / alpha_slow); f has a relative condition
+    number <= 1 on [0, 1].  64 times that is far above the round-off measured
+    on constant-rate histories (tests/test_numerics.py) and far below any real
+    progress (a single differing measurement moves p_fast by alpha_fast * |x - p|).
+    """
+    return 64.0 * _EPS * (1.0 / alpha_fast + 1.0 / alpha_slow)
 
 
 def check_alpha(name: str, value: float) -> float:
@@ -210,9 +228,18 @@ class SuccessEstimates:
 
     # -- derived quantities ------------------------------------------------------------
     def learning_progress(self, theta: float = 0.1, signed: bool = False) -> np.ndarray:
-        """``f(p_fast) - f(p_slow)`` (absolute unless `signed`); 0 for unmeasured tasks."""
-        lp = reweight(self.p_fast, theta)
-        lp -= reweight(self.p_slow, theta)
+        """``f(p_fast) - f(p_slow)`` (absolute unless `signed`); 0 for unmeasured tasks.
+
+        A difference within `lp_tolerance` of the larger of the two f values is
+        round-off and returned as exactly 0, so tasks whose true LP is 0 get
+        exactly 0 (and the sampler's z-score does not blow round-off up).
+        """
+        fast = reweight(self.p_fast, theta)
+        slow = reweight(self.p_slow, theta)
+        lp = fast - slow
+        noise = np.maximum(fast, slow)
+        noise *= lp_tolerance(self.alpha_fast, self.alpha_slow)
+        lp[np.abs(lp) <= noise] = 0.0
         return lp if signed else np.abs(lp, out=lp)
 
     def state_dict(self) -> dict:
