@@ -217,17 +217,29 @@ def apply_multitask_backward(
 
     # A task whose own parameters' averaged gradient is not finite is dropped
     # as a whole: its loss is shown to the combiner as nan, which leaves its
-    # row out (device-side, no sync).
+    # row out.  On the CPU one pass over all task-specific gradients decides
+    # (per task only when something is off); on an accelerator the per-task
+    # flags stay on the device (no sync).
     combiner_losses = mean_losses[present_ids]
-    own_ok: Tensor | None = None
-    if any(task_sizes[t] for t in present_ids):
-        always = torch.ones((), dtype=torch.bool, device=device)
-        own_ok = torch.stack([
-            torch.linalg.vector_norm(buffer[task_offsets[t] : task_offsets[t] + task_sizes[t]], float("inf")).isfinite()
-            if task_sizes[t] else always
-            for t in present_ids
-        ])
-        combiner_losses = torch.where(own_ok, combiner_losses, torch.full_like(combiner_losses, float("nan")))
+    own_ok: list[bool] | Tensor | None = None
+    checked = [t for t in present_ids if task_sizes[t]]
+    if checked:
+
+        def own_finite(t: int) -> Tensor:
+            own = buffer[task_offsets[t] : task_offsets[t] + task_sizes[t]]
+            return torch.linalg.vector_norm(own, float("inf")).isfinite()
+
+        if device.type == "cpu":
+            region = buffer[num_tasks * p_shared : num_tasks * p_shared + sum(task_sizes)]
+            if not bool(torch.linalg.vector_norm(region, float("inf")).isfinite()):
+                own_ok = [not task_sizes[t] or bool(own_finite(t)) for t in present_ids]
+                bad = [i for i, ok in enumerate(own_ok) if not ok]
+                combiner_losses = combiner_losses.clone()
+                combiner_losses[bad] = float("nan")
+        else:
+            always = torch.ones((), dtype=torch.bool, device=device)
+            own_ok = torch.stack([own_finite(t) if task_sizes[t] else always for t in present_ids])
+            combiner_losses = torch.where(own_ok, combiner_losses, torch.full_like(combiner_losses, float("nan")))
 
     # Statistics stay on the device until one final transfer.
     norms = torch.full((num_tasks,), float("nan"), dtype=dtype, device=device)
@@ -263,8 +275,11 @@ def apply_multitask_backward(
         for p in per_task[t]:
             if present[t] and (isinstance(usable, Tensor) or usable[position[t]]):
                 grad = buffer[offset : offset + p.numel()].view_as(p)
-                grad = grad * inverse[t] if weighted else grad.clone()
-                p.grad = torch.where(usable[position[t]], grad, zero) if isinstance(usable, Tensor) else grad
+                if isinstance(usable, Tensor):  # decided on the device: mask (one copy, like clone)
+                    grad = torch.where(usable[position[t]], grad, zero)
+                    p.grad = grad.mul_(inverse[t]) if weighted else grad
+                else:
+                    p.grad = grad * inverse[t] if weighted else grad.clone()
             else:
                 p.grad = None
             offset += p.numel()
