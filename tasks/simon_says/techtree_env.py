@@ -26,8 +26,9 @@ pickaxe above the deepest level; ``ascend`` below the surface; ``mine:<b>`` with
 nearby and a tool that harvests it; ``place:<s>`` holding one and none placed here;
 ``craft:<r>`` holding every ingredient (and a table nearby for 3x3); ``smelt:<i>`` with a
 furnace nearby, the input and fuel. With ``action_mask=True`` the core keeps "holds every
-ingredient of recipe r" per env up to date from the (env, item) counts each step changes,
-so the mask costs a few whole-array ops per step, not a scan over 168 recipes.
+ingredient of recipe r" per env up to date from the (env, item) counts each step changes
+(a count of ingredients lacking, moved only where a count crosses a recipe's need), so the
+mask costs a few whole-array ops per step, not a scan over 168 recipes.
 """
 
 from __future__ import annotations
@@ -103,9 +104,14 @@ class TechTreeCore:
         self.keys = counter_rng.env_keys(0, n)
         self.counters = np.zeros(n, dtype=np.uint64)
         self.obs = np.zeros((n, self.layout.size), dtype=np.float32)
-        # [env, recipe]: holds every ingredient (kept current only when the mask is on)
-        self.has_ingredients: np.ndarray | None = (
-            np.zeros((n, len(tree.recipes)), dtype=bool) if action_mask else None)
+        # [env, recipe]: holds every ingredient (kept current only when the mask is on), from
+        # how many ingredients each recipe lacks and the inventory counts that count was taken at
+        self.has_ingredients: np.ndarray | None = None
+        if action_mask:
+            self.has_ingredients = np.zeros((n, len(tree.recipes)), dtype=bool)
+            self.missing = np.zeros((n, len(tree.recipes)), dtype=np.int8)
+            self.counted = np.zeros((n, self._width), dtype=np.int32)
+            self._stamp = np.zeros(n * self._width, dtype=np.int64)  # scratch: de-duplicates changes
 
     # ----------------------------------------------------------------- tables
     def _build_action_tables(self, items: dict[str, int]) -> None:
@@ -176,11 +182,21 @@ class TechTreeCore:
             self.kind_actions[k] = slice(int(ids[0]), int(ids[-1]) + 1) if ids.size else slice(0, 0)
         self.place_items = self.action_arg[self.kind_actions[PLACE]]
         self.place_is_table = self.place_items == self.table_item
-        pairs = sorted({(int(i), r) for r, row in enumerate(self.recipe_items) for i in row if i < self.num_items})
-        item_of = np.array([i for i, _ in pairs], dtype=np.int64)
-        self.item_recipe_ptr = np.concatenate(([0], np.cumsum(np.bincount(item_of, minlength=self._width))))
-        self.item_recipe = np.array([r for _, r in pairs], dtype=np.int64)
-        self.recipe_free = (self.recipe_counts == 0).all(axis=1)  # no ingredients (none in 1.11)
+        # ingredient "features" (item, count needed): item -> its features -> recipes needing them
+        uses = sorted({(int(i), int(c), r) for r, (row, cnt) in enumerate(zip(self.recipe_items, self.recipe_counts))
+                       for i, c in zip(row, cnt) if i < self.num_items and c > 0})
+        features = sorted({(i, c) for i, c, _ in uses})
+        fid = {f: k for k, f in enumerate(features)}
+        self.feature_need = np.array([c for _, c in features], dtype=np.int32)
+        self.item_feature_ptr = np.concatenate(
+            ([0], np.cumsum(np.bincount([i for i, _ in features], minlength=self._width))))
+        self.item_feature = np.arange(len(features), dtype=np.int64)  # features are sorted by item
+        feature_of = np.array([fid[(i, c)] for i, c, _ in uses], dtype=np.int64)
+        order = np.argsort(feature_of, kind="stable")
+        self.feature_recipe_ptr = np.concatenate(([0], np.cumsum(np.bincount(feature_of, minlength=len(features)))))
+        self.feature_recipe = np.array([r for _, _, r in uses], dtype=np.int64)[order]
+        # ingredients an empty inventory lacks, per recipe (every one: counts are >= 1)
+        self.recipe_missing_empty = np.bincount([r for _, _, r in uses], minlength=len(self.tree.recipes)).astype(np.int8)
         self.recipe_no_table = ~self.recipe_table
         self.place_station = np.where(self.place_is_table, 0, 1)  # column of [table, furnace]
         # (smelting index, fuel index) where the input is also a fuel: it must be held twice
@@ -241,7 +257,9 @@ class TechTreeCore:
             return
         self.inventory[idx] = 0
         if self.has_ingredients is not None:
-            self.has_ingredients[idx] = self.recipe_free
+            self.missing[idx] = self.recipe_missing_empty
+            self.has_ingredients[idx] = self.recipe_missing_empty == 0
+            self.counted[idx] = 0
         self.caps[idx] = 1
         self.ever[idx] = False
         self.level[idx] = 0
@@ -412,26 +430,44 @@ class TechTreeCore:
         return reward, terminated, truncated, success, obtained
 
     # ----------------------------------------------------------------- action mask
-    def ingredients_ok(self, envs: np.ndarray, recipes: np.ndarray) -> np.ndarray:
-        """For pairs (envs[k], recipes[k]): does the env hold every ingredient of the recipe?"""
-        pos = envs[:, None] * self._width + self.recipe_items[recipes]
-        return (self.inventory.reshape(-1)[pos] >= self.recipe_counts[recipes]).all(axis=1)
-
     def all_ingredients_ok(self) -> np.ndarray:
         """``[env, recipe]`` holds every ingredient, computed from scratch (what the cache tracks)."""
         return (self.inventory[:, self.recipe_items] >= self.recipe_counts).all(axis=2)
 
     def _refresh_ingredients(self, env: np.ndarray, item: np.ndarray) -> None:
-        """Recompute ``has_ingredients`` for the recipes that use items whose count changed."""
-        start = self.item_recipe_ptr[item]
-        count = self.item_recipe_ptr[item + 1] - start
-        total = int(count.sum())
-        if total == 0:
+        """Update ``has_ingredients`` after the counts of (env, item) pairs changed: only the
+        recipes whose need of that item the new count crosses (4 -> 3 planks: the recipes
+        needing 4) move, by one ingredient lacking more or less."""
+        flat = env * self._width + item
+        # one entry per distinct (env, item): whichever position the scratch kept
+        self._stamp[flat] = np.arange(flat.size)
+        flat = flat[self._stamp[flat] == np.arange(flat.size)]
+        counted = self.counted.reshape(-1)
+        old, new = counted[flat], self.inventory.reshape(-1)[flat]
+        counted[flat] = new
+        env, item = np.divmod(flat, self._width)
+        fenv, feature, k = self._expand(env, self.item_feature_ptr, self.item_feature, item)
+        if feature.size == 0:
             return
-        ends = np.cumsum(count)
-        envs = np.repeat(env, count)
-        recipes = self.item_recipe[np.repeat(start - (ends - count), count) + np.arange(total)]
-        self.has_ingredients[envs, recipes] = self.ingredients_ok(envs, recipes)
+        need = self.feature_need[feature]
+        delta = (old[k] >= need).astype(np.int8) - (new[k] >= need)  # +1: now lacking, -1: now held
+        flip = delta != 0
+        if not flip.any():
+            return
+        renv, recipe, k = self._expand(fenv[flip], self.feature_recipe_ptr, self.feature_recipe, feature[flip])
+        np.add.at(self.missing, (renv, recipe), delta[flip][k])
+        self.has_ingredients[renv, recipe] = self.missing[renv, recipe] == 0
+
+    @staticmethod
+    def _expand(rows: np.ndarray, ptr: np.ndarray, values: np.ndarray, keys: np.ndarray):
+        """CSR fan-out: for each (rows[k], keys[k]) one entry per value of ``keys[k]``;
+        returns (rows, values, index k of the source pair) per entry."""
+        start = ptr[keys]
+        count = ptr[keys + 1] - start
+        total = int(count.sum())
+        src = np.repeat(np.arange(keys.size), count)
+        pos = np.arange(total) - np.repeat(np.cumsum(count) - count, count) + start[src]
+        return rows[src], values[pos], src
 
     def action_mask(self, out: np.ndarray | None = None) -> np.ndarray:
         """``[num_envs, num_actions]`` float32: 1 where the action would change the state now.
