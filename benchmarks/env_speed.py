@@ -1,12 +1,15 @@
 """Techtree Simon Says: env-steps per second on one core, random-policy and scripted success.
 
-    python -m benchmarks.env_speed [--steps 200] [--repeats 5] [--success-steps 3000]
+    python -m benchmarks.env_speed [--steps 200] [--repeats 5] [--success-steps 3000] [--action-mask]
 
 Pins the process to one CPU core and numpy/torch to one thread, then times
 ``SimonSaysVectorEnv.step`` with uniformly random actions at 1, 64, 1024 and 4096
 parallel envs (observations copied out every step, as RLlib receives them). Also reports,
 per task, the success rate of a uniformly random policy and the steps a scripted player
-(``tasks.simon_says.scripted``) needs, which shows every task is reachable.
+(``tasks.simon_says.scripted``) needs, which shows every task is reachable. ``--action-mask`` also times the env with
+``action_mask=True`` (the invalid-action mask computed and copied out every step) against
+the same env without it, replaying the same actions: uniformly random ones, and ones drawn
+from the valid actions (a masked policy's case, where most actions change the inventory).
 Prints tables and writes ``benchmarks/results/env_speed.json``.
 """
 
@@ -82,6 +85,39 @@ def steps_per_second(num_envs: int, steps: int, repeats: int, seed: int = 0) -> 
     return {"median": statistics.median(wall), "best": max(wall), "cpu_time_median": statistics.median(cpu)}
 
 
+def valid_actions(num_envs: int, steps: int, seed: int = 0) -> np.ndarray:
+    """``[steps, num_envs]`` actions drawn uniformly from the valid ones along one trajectory
+    (a masked policy's case: most actions then change the inventory)."""
+    env = SimonSaysVectorEnv(num_envs=num_envs, action_mask=True)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    actions = np.empty((steps, num_envs), dtype=np.int64)
+    for t in range(steps):
+        actions[t] = (obs["action_mask"] * rng.random(obs["action_mask"].shape, dtype=np.float32)).argmax(axis=1)
+        obs, *_ = env.step(actions[t])
+    return actions
+
+
+def replay_steps_per_second(actions: np.ndarray, repeats: int, action_mask: bool, seed: int = 0,
+                            warmup: int = 20) -> dict[str, float]:
+    """Env-steps/s replaying ``actions`` from ``reset(seed)`` (the first ``warmup`` steps untimed),
+    so the mask's cost on one trajectory is timed with and without it."""
+    steps, num_envs = actions.shape
+    env = SimonSaysVectorEnv(num_envs=num_envs, action_mask=action_mask)
+    timed = steps - warmup
+    wall, cpu = [], []
+    for _ in range(repeats):
+        env.reset(seed=seed)
+        for a in actions[:warmup]:
+            env.step(a)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for a in actions[warmup:]:
+            env.step(a)
+        wall.append(timed * num_envs / (time.perf_counter() - start))
+        cpu.append(timed * num_envs / max(time.process_time() - start_cpu, 1e-9))
+    return {"median": statistics.median(wall), "best": max(wall), "cpu_time_median": statistics.median(cpu)}
+
+
 def random_policy_success(num_envs: int, steps: int, seed: int = 0) -> dict[str, dict[str, float]]:
     """Per task: episodes and success rate of uniformly random actions (uniform task sampling)."""
     env = SimonSaysVectorEnv(num_envs=num_envs)
@@ -105,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--success-envs", type=int, default=4096)
     parser.add_argument("--success-steps", type=int, default=3000, help="vector steps for the random-policy table")
     parser.add_argument("--scripted-max-steps", type=int, default=5000)
+    parser.add_argument("--action-mask", action="store_true",
+                        help="also time the env with action_mask=True against it off")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -118,6 +156,25 @@ def main(argv: list[str] | None = None) -> dict:
         steps = max(args.steps, 2000 // n)  # enough steps at one env to be measurable
         speed[n] = steps_per_second(n, steps, args.repeats)
         print(f"{n:>6} {speed[n]['median']:>16,.0f} {speed[n]['best']:>14,.0f} {speed[n]['cpu_time_median']:>16,.0f}")
+
+    mask_speed: dict[str, dict[int, dict[str, float]]] = {}
+    if args.action_mask:
+        print("\naction_mask=True vs off, per CPU-second (median); random: uniform over all actions, "
+              "valid: uniform over the valid ones, same trajectory replayed with and without the mask")
+        print(f"{'envs':>6} {'random, off':>13} {'random, mask':>13} {'ratio':>6} "
+              f"{'valid, off':>13} {'valid, mask':>13} {'ratio':>6}")
+        mask_speed = {"random_off": {}, "random_mask": {}, "valid_off": {}, "valid_mask": {}}
+        num_actions = SimonSaysVectorEnv(num_envs=1).single_action_space.n
+        for n in SIZES:
+            steps = max(args.steps, 2000 // n)
+            for policy, actions in (("random", np.random.default_rng(0).integers(0, num_actions, size=(steps + 20, n))),
+                                    ("valid", valid_actions(n, steps + 20))):
+                for on in (False, True):
+                    key = f"{policy}_{'mask' if on else 'off'}"
+                    mask_speed[key][n] = replay_steps_per_second(actions, args.repeats, action_mask=on)
+            c = {k: v[n]["cpu_time_median"] for k, v in mask_speed.items()}
+            print(f"{n:>6} {c['random_off']:>13,.0f} {c['random_mask']:>13,.0f} {c['random_mask'] / c['random_off']:>6.2f} "
+                  f"{c['valid_off']:>13,.0f} {c['valid_mask']:>13,.0f} {c['valid_mask'] / c['valid_off']:>6.2f}")
 
     random = random_policy_success(args.success_envs, args.success_steps)
     scripted = {name: steps_to_obtain(name, seed=0, max_steps=args.scripted_max_steps) for name in space.names}
@@ -134,6 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "machine": machine(), "pinned": core, "load_average": list(os.getloadavg()), "num_tasks": len(space),
         "steps_per_second": {str(n): v for n, v in speed.items()},
+        **({"action_mask_steps_per_second": {k: {str(n): v for n, v in d.items()} for k, d in mask_speed.items()}}
+           if mask_speed else {}),
         "random_policy": {"horizon": 300, "vector_steps": args.success_steps, "num_envs": args.success_envs,
                           "per_task": random},
         "scripted_steps": scripted,
