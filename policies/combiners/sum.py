@@ -23,11 +23,12 @@ class SumCombiner(GradientCombiner):
         if grads.device.type == "cpu":
             total = grads.sum(dim=0)
             finite_losses = losses is None or bool(torch.isfinite(losses).all())
-            if finite_losses and bool(torch.isfinite(total).all()):
+            # sum(total) is finite unless an entry is not (or it overflows): a cheap screen.
+            if finite_losses and (bool(torch.isfinite(total.sum())) or bool(torch.isfinite(total).all())):
                 self.last_usable = torch.ones(grads.shape[0], dtype=torch.bool)
                 self.last_weights = torch.ones(grads.shape[0], dtype=torch.float64)
                 return total
-        usable = torch.isfinite(torch.linalg.vector_norm(grads, float("inf"), dim=1))
+        usable = torch.isfinite(grads).all(dim=1)
         if losses is not None:
             usable &= torch.isfinite(losses.to(usable.device))
         self.last_usable = usable
