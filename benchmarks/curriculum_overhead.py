@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from curricula import EpisodeOutcomes, build_curriculum
-from orchestrator.curriculum_wrapper import LocalTaskSampler
+from orchestrator.rl.curriculum_wrapper import LocalTaskSampler
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = {  # the best-known curriculum library, in-process, 1,000 tasks, same machines (issue 3)
@@ -125,7 +125,7 @@ def bench_wrapper_step(num_envs: int = 64, steps: int = 300, repeats: int = 7) -
 
         import tasks.simon_says as simon_says
         from curricula import LearningProgressCurriculum
-        from orchestrator.curriculum_wrapper import CurriculumVectorWrapper, LocalCurriculumClient
+        from orchestrator.rl.curriculum_wrapper import CurriculumVectorWrapper, LocalCurriculumClient
     except ImportError:  # the Simon Says env is optional here
         return None
 
@@ -220,7 +220,7 @@ class ReplayVectorEnv:
 
 def bench_wrapper_replay(num_tasks: int, num_envs: int = 64, num_items: int = 184, steps: int = 2000) -> dict:
     from curricula import LearningProgressCurriculum
-    from orchestrator.curriculum_wrapper import CurriculumVectorWrapper, LocalCurriculumClient
+    from orchestrator.rl.curriculum_wrapper import CurriculumVectorWrapper, LocalCurriculumClient
 
     def timed(env) -> float:
         env.reset(seed=0)
@@ -256,7 +256,7 @@ def bench_wrapper_replay(num_tasks: int, num_envs: int = 64, num_items: int = 18
 def bench_actor(num_tasks: int, workers: int, batch: int, reports_per_worker: int) -> dict:
     import ray
 
-    from orchestrator.curriculum_actor import ActorCurriculumClient, start_curriculum_actor
+    from orchestrator.rl.curriculum_actor import ActorCurriculumClient, start_curriculum_actor
 
     rng = np.random.default_rng(3)
     handle = start_curriculum_actor(scheduler(num_tasks), name=f"overhead-{batch}")

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from curricula import EpisodeOutcomes, build_curriculum
-from orchestrator.curriculum_wrapper import LocalTaskSampler
+from orchestrator.rl.curriculum_wrapper import LocalTaskSampler
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

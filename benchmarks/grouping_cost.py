@@ -38,7 +38,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from curricula.grouping import choose_groupings
-from orchestrator.supervised import train_supervised_local
+from orchestrator.supervised.training import train_supervised_local
 from tasks.supervised import read_dataset, write_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results" / "grouping_cost.json"

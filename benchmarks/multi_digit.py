@@ -6,7 +6,7 @@ every combiner on the same data, seed and budget, and reports for each run
 the parameter counts (shared / task-specific) and the per-task test accuracy
 at the last epoch and at the epoch with the best mean validation accuracy.
 
-By default runs in this process (``orchestrator.supervised.train_supervised_local``,
+By default runs in this process (``orchestrator.supervised.training.train_supervised_local``,
 the same loop Ray Train workers run); ``--ray-workers N`` sends every run
 through Ray Train with N workers instead.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.supervised import train_supervised, train_supervised_local
+from orchestrator.supervised.training import train_supervised, train_supervised_local
 from policies import ARCHITECTURES, COMBINERS
 from tasks.supervised import write_dataset
 

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from orchestrator.config import load_config
-    from orchestrator.offline import collect, run_offline
+    from orchestrator.offline.collection import collect
+    from orchestrator.offline.training import run_offline
 
     base = ["--set", f"offline.dataset={args.dataset}"]
     cfg = load_config(args.config, [base[1]])

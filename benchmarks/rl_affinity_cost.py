@@ -33,8 +33,8 @@ def main() -> None:
     import ray
 
     from orchestrator.config import load_config, resolve_task_space
-    from orchestrator.progress import console, task_table
-    from orchestrator.rl import build_algorithm, env_config_for, learner_affinity
+    from orchestrator.runs.progress import console, task_table
+    from orchestrator.rl.algorithm import build_algorithm, env_config_for, learner_affinity
 
     cfg = load_config(CONFIG)
     names = list(resolve_task_space(cfg).names)

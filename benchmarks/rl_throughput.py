@@ -31,8 +31,8 @@ def main() -> None:
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS
 
     from orchestrator.config import build_scheduler, load_config, resolve_item_names, resolve_task_space
-    from orchestrator.curriculum_actor import start_curriculum_actor
-    from orchestrator.rl import build_algorithm, env_config_for
+    from orchestrator.rl.curriculum_actor import start_curriculum_actor
+    from orchestrator.rl.algorithm import build_algorithm, env_config_for
 
     cfg = load_config(
         Path(__file__).resolve().parent.parent / "configs" / "quickstart.yaml",
@@ -105,7 +105,7 @@ def _raw_env_rates(cfg, space, num_envs: int, steps: int = 2000) -> dict[str, fl
     import numpy as np
 
     from orchestrator.config import build_scheduler, resolve_item_names
-    from orchestrator.curriculum_wrapper import CurriculumVectorWrapper, LocalCurriculumClient
+    from orchestrator.rl.curriculum_wrapper import CurriculumVectorWrapper, LocalCurriculumClient
     from tasks.simon_says import SimonSaysVectorEnv
 
     def rate(env) -> float:

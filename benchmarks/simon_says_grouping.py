@@ -34,7 +34,7 @@ def main() -> None:
     import numpy as np
     import ray
 
-    from orchestrator.progress import console, task_table
+    from orchestrator.runs.progress import console, task_table
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     # One store for every seed: MLflow keeps its SQLite engine per process, and a store
@@ -67,9 +67,9 @@ def one_seed(seed: int, run_dir: str) -> dict:
     from mlflow.tracking import MlflowClient
 
     from orchestrator.config import load_config, resolve_task_space
-    from orchestrator.evaluate import best_success_per_task
-    from orchestrator.tune_rl import train_and_evaluate, trial_config
-    from orchestrator.tune_search import run_tune_groups
+    from orchestrator.rl.evaluate import best_success_per_task
+    from orchestrator.tune.rl_trials import train_and_evaluate, trial_config
+    from orchestrator.tune.search import run_tune_groups
 
     overrides = (f"seed={seed}", f"run_dir={run_dir}", f"name=simon_says_tag_seed{seed}")
     started = time.perf_counter()

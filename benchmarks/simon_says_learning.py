@@ -38,8 +38,8 @@ def main() -> None:
     import ray
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    from orchestrator.evaluate import MODULE_SUBDIR, evaluate_policy
-    from orchestrator.train import run_training
+    from orchestrator.rl.evaluate import MODULE_SUBDIR, evaluate_policy
+    from orchestrator.cli import run_training
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     rows = []

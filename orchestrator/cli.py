@@ -73,6 +73,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_training(
+    config_path: str | None = None,
+    overrides: tuple[str, ...] = (),
+    resume: str | None = None,
+    address: str | None = None,
+    live: bool | None = None,
+    run_dir: str = "runs",
+):
+    """`mto train`: train from a config file, or continue the run named by `resume` (an MLflow run id
+    or name); dispatches to the kind of run (offline CQL, supervised on Ray Train, RL on RLlib).
+
+    The config is fully validated before anything is started or written. Returns a `TrainingSummary`.
+    """
+    from orchestrator.config import load_config
+    from orchestrator.runs.run_folder import TrainerState, locate_resume
+    from orchestrator.runs.session import training_run
+    from orchestrator.runs.tracking import resolve_tracking_uri
+
+    if resume is None:
+        assert config_path is not None
+        cfg = load_config(config_path, overrides)
+        if cfg.offline is not None:  # offline RL: CQL over a collected dataset, no RLlib
+            from orchestrator.offline.training import train_offline
+
+            return train_offline(cfg, live=live, address=address)
+        tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)
+        run_path, state = None, TrainerState()
+    else:
+        cfg, tracking_uri, run_path, state = locate_resume(resume, config_path, overrides, run_dir)
+
+    with training_run(cfg, tracking_uri, run_path, state, address) as run_path:
+        if cfg.is_supervised:
+            from orchestrator.supervised.run import run_supervised
+
+            summary = run_supervised(cfg, run_path, state, live)
+        else:
+            from orchestrator.rl.training import train_rl
+
+            summary = train_rl(cfg, run_path, state, live)
+    summary.tracking_uri = tracking_uri
+    return summary
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from orchestrator.config import ConfigError
 
@@ -82,8 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.config is None and args.resume is None:
                 print("mto train: give a config file, or --resume RUN", file=sys.stderr)
                 return USAGE_ERROR
-            from orchestrator.train import run_training
-
             run_training(
                 args.config,
                 tuple(args.overrides),
@@ -93,20 +134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_dir=args.run_dir,
             )
         elif args.command == "eval":
-            from orchestrator.evaluate import run_evaluation
+            from orchestrator.rl.evaluate import run_evaluation
 
             run_evaluation(args.run, episodes=args.episodes, greedy=args.greedy, seed=args.seed, run_dir=args.run_dir)
         elif args.command == "report":
-            from orchestrator.report import run_report
+            from orchestrator.runs.report import run_report
 
             run_report(args.run, out=args.out, run_dir=args.run_dir)
         elif args.command == "collect":
             from orchestrator.config import load_config
-            from orchestrator.offline import collect
+            from orchestrator.offline.collection import collect
 
             collect(load_config(args.config, tuple(args.overrides)), address=args.address, overwrite=args.overwrite)
         elif args.command in ("tune-groups", "pareto"):
-            from orchestrator.tune_search import run_pareto, run_tune_groups
+            from orchestrator.tune.search import run_pareto, run_tune_groups
 
             search = run_tune_groups if args.command == "tune-groups" else run_pareto
             search(args.config, tuple(args.overrides), address=args.address, resume=args.resume)

@@ -15,8 +15,8 @@ from typing import Any, Literal, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from orchestrator.offline_config import OfflineConfig
-from orchestrator.tune_config import TuneConfig
+from orchestrator.offline.config import OfflineConfig
+from orchestrator.tune.config import TuneConfig
 
 
 class _Yaml12Loader(yaml.SafeLoader):

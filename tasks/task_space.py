@@ -9,6 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class MissingExtraError(ImportError):
+    """A backend whose optional dependency is not installed; the message names the extra."""
+
+
 class UnknownTaskError(ValueError):
     """A task name that is not in the task space; the message suggests close matches."""
 

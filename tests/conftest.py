@@ -25,3 +25,16 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_does_not_leak_between_tests():
+    """`mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI (for subprocesses), which
+    `mto` reads as the user's choice of store: without this, the store of one test's run would
+    become the default store of every later test in the session."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if os.environ.get("MLFLOW_TRACKING_URI") != before:
+        import mlflow
+
+        mlflow.set_tracking_uri(before)

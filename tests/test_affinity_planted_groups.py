@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from curricula.grouping import choose_groupings
-from orchestrator.supervised import restrict_tasks, train_supervised_local
+from orchestrator.supervised.training import restrict_tasks, train_supervised_local
 from tasks.supervised import read_dataset, write_dataset
 
 

@@ -14,13 +14,13 @@ from test_curriculum_wrapper import ITEMS, TASKS, ChainVectorEnv, chain_policy
 
 ray = pytest.importorskip("ray")
 
-from orchestrator.curriculum_actor import (  # noqa: E402
+from orchestrator.rl.curriculum_actor import (  # noqa: E402
     VERSION_GAP_AFTER_RESTORE,
     ActorCurriculumClient,
     CurriculumActor,
     start_curriculum_actor,
 )
-from orchestrator.curriculum_wrapper import CurriculumVectorWrapper  # noqa: E402
+from orchestrator.rl.curriculum_wrapper import CurriculumVectorWrapper  # noqa: E402
 
 
 def batch(task, success, evaluation=False) -> EpisodeOutcomes:

@@ -11,7 +11,7 @@ from gymnasium.vector import AutoresetMode
 
 from curricula import EpisodeOutcomes, LearningProgressCurriculum, UniformCurriculum
 from curricula.outcomes import CurriculumDistribution
-from orchestrator.curriculum_wrapper import (
+from orchestrator.rl.curriculum_wrapper import (
     CurriculumClient,
     CurriculumVectorWrapper,
     CurriculumWrapper,

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 @pytest.mark.slow
 def test_train_honours_groups(ray_session, tmp_path) -> None:
-    from orchestrator.train import run_training
+    from orchestrator.cli import run_training
 
     config = tmp_path / "groups.yaml"
     config.write_text(yaml.safe_dump({

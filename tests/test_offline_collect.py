@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from orchestrator.config import config_from_dict
-from orchestrator.offline import SharedBatches, collect_part
-from orchestrator.offline_config import BehaviourSource, OfflineConfig
+from orchestrator.offline.collection import collect_part
+from orchestrator.offline.training import SharedBatches
+from orchestrator.offline.config import BehaviourSource, OfflineConfig
 from tasks.simon_says.transitions import TransitionBatch, read_transitions
 
 TASKS = ["log", "planks", "stick"]

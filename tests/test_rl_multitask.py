@@ -14,7 +14,7 @@ from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
-from orchestrator.rl_multitask import MultiTaskPPOLearner, MultiTaskPPOModule, multitask_rl_module_spec
+from orchestrator.rl.multitask import MultiTaskPPOLearner, MultiTaskPPOModule, multitask_rl_module_spec
 
 NUM_TASKS, FEATURES, ACTIONS, BATCH = 2, 6, 5, 64
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (NUM_TASKS + FEATURES,), np.float32)
@@ -123,7 +123,7 @@ def test_train_smoke_with_multitask_network_through_cli(ray_session, tmp_path, a
     from mlflow.tracking import MlflowClient
 
     from orchestrator.cli import main
-    from orchestrator.tracking import default_tracking_uri
+    from orchestrator.runs.tracking import default_tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     smoke = str(Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml")
@@ -201,7 +201,7 @@ def test_two_learners_average_before_combining_and_agree_on_affinity(ray_session
     """num_learners=2 on CPU (gloo): the learner all-reduces the per-task gradients itself, so both
     copies of the network stay identical, and the affinity both measure is the same matrix."""
     from orchestrator.config import config_from_dict
-    from orchestrator.rl import build_algorithm, env_config_for, learner_affinity, on_every_learner
+    from orchestrator.rl.algorithm import build_algorithm, env_config_for, learner_affinity, on_every_learner
 
     cfg = config_from_dict({
         "name": "two_learners", "seed": 0,

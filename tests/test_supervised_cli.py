@@ -9,7 +9,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
-from orchestrator.tracking import default_tracking_uri
+from orchestrator.runs.tracking import default_tracking_uri
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from orchestrator.supervised import CHECKPOINT_FILE, train_supervised  # noqa: E402
+from orchestrator.supervised.training import CHECKPOINT_FILE, train_supervised  # noqa: E402
 from tasks.supervised import write_dataset  # noqa: E402
 
 

@@ -13,8 +13,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
-from orchestrator.tracking import default_tracking_uri
-from orchestrator.train import STATE_FILE, TrainerState
+from orchestrator.runs.tracking import default_tracking_uri
+from orchestrator.runs.run_folder import STATE_FILE, TrainerState
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE_TASKS = ["log", "planks", "stick", "dirt"]
@@ -171,7 +171,7 @@ def test_groups_train_one_ppo_run_per_group_nested_under_the_parent(ray_session,
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     found = subprocess.run(
-        [sys.executable, "-c", "import sys; from orchestrator.tracking import find_run; "
+        [sys.executable, "-c", "import sys; from orchestrator.runs.tracking import find_run; "
          "print(find_run(sys.argv[1], sys.argv[2]).info.run_id)", parent.info.run_name, default_tracking_uri(tmp_path)],
         cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
     assert found.stdout.strip().splitlines()[-1] == parent.info.run_id

@@ -11,8 +11,8 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.config import ConfigError, config_from_dict, load_config
-from orchestrator.tracking import default_tracking_uri
-from orchestrator.tune_search import GROUPS_ARTIFACT, run_pareto, run_tune_groups, search_preferences, simplex_lattice
+from orchestrator.runs.tracking import default_tracking_uri
+from orchestrator.tune.search import GROUPS_ARTIFACT, run_pareto, run_tune_groups, search_preferences, simplex_lattice
 
 
 def write_config(tmp_path: Path, data: dict) -> Path:

@@ -12,12 +12,11 @@ import gymnasium as gym
 from tasks.simon_says.envs import SimonSaysEnv, SimonSaysVectorEnv, uniform_task_sampler
 from tasks.simon_says.task_sets import (
     BACKENDS,
-    MissingExtraError,
     UnobtainableItemError,
     make_task_space,
     prerequisites,
 )
-from tasks.task_space import TaskSpace, UnknownTaskError
+from tasks.task_space import MissingExtraError, TaskSpace, UnknownTaskError
 
 ENV_ID = "mto/SimonSays-v0"
 

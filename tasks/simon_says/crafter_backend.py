@@ -17,8 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from tasks.simon_says.task_sets import MissingExtraError
-from tasks.task_space import TaskSpace, UnknownTaskError, suggest
+from tasks.task_space import MissingExtraError, TaskSpace, UnknownTaskError, suggest
 
 PIXELS = (64, 64, 3)
 # Achievement -> what Crafter's data.yaml does not say it needs (eating a sapling you planted).

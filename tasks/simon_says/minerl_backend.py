@@ -23,10 +23,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from tasks.simon_says.task_sets import MissingExtraError, make_task_space
+from tasks.simon_says.task_sets import make_task_space
 from tasks.simon_says.techtree_data import load_tech_tree
 from tasks.simon_says.techtree_env import STACK
-from tasks.task_space import TaskSpace
+from tasks.task_space import MissingExtraError, TaskSpace
 
 POV_SHAPE = (64, 64, 3)
 DEFAULT_MINERL_ENV = "MineRLObtainDiamond-v0"

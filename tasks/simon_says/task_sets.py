@@ -13,10 +13,6 @@ class UnobtainableItemError(UnknownTaskError):
     """A real Minecraft item that cannot be obtained without combat, trading, farming, Nether or End."""
 
 
-class MissingExtraError(ImportError):
-    """A backend whose optional dependency is not installed; the message names the extra."""
-
-
 def check_backend(backend: str) -> None:
     """Raise ``ValueError`` naming the valid backends if ``backend`` is not one."""
     if backend not in BACKENDS:

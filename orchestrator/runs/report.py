@@ -8,9 +8,9 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from orchestrator.config import ConfigError
-from orchestrator.plots import plot_distribution_heatmap, plot_success_curves
-from orchestrator.progress import console, task_table
-from orchestrator.tracking import find_run, metric_histories, resolve_tracking_uri
+from orchestrator.runs.plots import plot_distribution_heatmap, plot_success_curves
+from orchestrator.runs.progress import console, task_table
+from orchestrator.runs.tracking import find_run, metric_histories, resolve_tracking_uri
 
 
 def run_report(run: str, out: str | None = None, run_dir: str = "runs") -> dict[str, dict[str, float]]:
@@ -65,7 +65,7 @@ def draw_curriculum_plots(client: MlflowClient, run_id: str, out_dir: Path, orde
 
 def _supervised_report(found, uri: str, out: str | None) -> dict[str, dict[str, float]]:
     """Per-task test/validation loss and accuracy, and the validation-loss curves."""
-    from orchestrator.plots import plot_task_curves
+    from orchestrator.runs.plots import plot_task_curves
 
     metrics = found.data.metrics
     tasks = sorted({k.split("/", 2)[2] for k in metrics if k.startswith("test/loss/")})

@@ -1,23 +1,18 @@
-"""`mto train`: one multi-task RL run on Ray, tracked in MLflow, checkpointed, resumable."""
+"""`mto train` for RL: one multi-task PPO run on Ray (CurriculumActor + RLlib algorithm), logged to
+MLflow every iteration, checkpointed, resumable; `groups:` trains one such run per group."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator.config import (
-    ConfigError,
     ExperimentConfig,
     build_scheduler,
     flatten,
@@ -25,194 +20,39 @@ from orchestrator.config import (
     resolve_item_names,
     resolve_task_space,
 )
-from orchestrator.progress import TrainingProgress, console, task_table
-from orchestrator.tracking import (
-    CONFIG_ARTIFACT,
-    RUN_PATH_TAG,
-    ensure_experiment,
-    find_run,
-    log_metrics_safe,
-    log_params_safe,
-    resolve_tracking_uri,
-)
+from orchestrator.runs.progress import TrainingProgress, console, task_table
+from orchestrator.runs.run_folder import GROUPS_TAG, STATE_FILE, TrainerState, TrainingSummary
+from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, log_metrics_safe, log_params_safe
 
-STATE_FILE = "trainer_state.json"
 KEEP_CHECKPOINTS = 2
 ACTOR_NAMESPACE = "mto"
-GROUPS_TAG = "mto.groups"  # on the parent run of a `groups:` RL run
 
 
-@dataclass
-class TrainerState:
-    """What the driver needs to continue a run: counters and the latest checkpoint."""
-
-    iteration: int = 0
-    env_steps: int = 0
-    checkpoint: str | None = None
-    mlflow_run_id: str | None = None
-    history: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)  # atomic: a crash never leaves a half-written state file
-
-    @classmethod
-    def load(cls, path: Path) -> "TrainerState":
-        return cls(**json.loads(path.read_text()))
+def train_rl(cfg: ExperimentConfig, run_path: Path, state: TrainerState, live: bool | None) -> TrainingSummary:
+    """Train (or continue from ``state.checkpoint``) inside an open MLflow run; stops every actor it starts."""
+    if cfg.groups is not None:
+        return _train_groups(cfg, run_path, state, live)
+    return _train_one(cfg, resolve_task_space(cfg), run_path, state, live)
 
 
-@dataclass
-class TrainingSummary:
-    """What `run_training` returns: where things are and how the run ended."""
-
-    run_id: str
-    run_path: Path
-    tracking_uri: str
-    iterations: int
-    env_steps: int
-    success_rate: dict[str, float]
-    mastered: list[str]
-    checkpoint: str | None
-
-
-def connect_ray(address: str | None) -> bool:
-    """Attach to a cluster (`--address`/`RAY_ADDRESS`) or start a local Ray. True if we connected."""
-    import logging
-
+def _train_one(cfg: ExperimentConfig, task_space, run_path: Path, state: TrainerState, live) -> TrainingSummary:
+    """One network and one CurriculumActor, trained to the config's end; both stopped afterwards."""
     import ray
 
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    ray.init(address=address or None, logging_level=logging.WARNING, include_dashboard=False if not address else None,
-             configure_logging=True)
-    return True
-
-
-def _new_run_path(cfg: ExperimentConfig) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = Path(cfg.run_dir).resolve() / f"{cfg.name}-{stamp}-{uuid.uuid4().hex[:6]}"
-    path.mkdir(parents=True, exist_ok=False)
-    return path
-
-
-def run_training(
-    config_path: str | None = None,
-    overrides: tuple[str, ...] = (),
-    resume: str | None = None,
-    address: str | None = None,
-    live: bool | None = None,
-    run_dir: str = "runs",
-) -> TrainingSummary:
-    """Train from a config file, or continue the run named by `resume` (an MLflow run id or name).
-
-    The config is fully validated before anything is started or written.
-    """
-    if resume is None:
-        assert config_path is not None
-        cfg = load_config(config_path, overrides)
-        if cfg.offline is not None:  # offline RL: CQL over a collected dataset, no RLlib
-            from orchestrator.offline import train_offline
-
-            return train_offline(cfg, live=live, address=address)
-        tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)
-        run_path, state = None, TrainerState()
-    else:
-        cfg, tracking_uri, run_path, state = _locate_resume(resume, config_path, overrides, run_dir)
-
-    mlflow.set_tracking_uri(tracking_uri)
-    if run_path is None:
-        run_path = _new_run_path(cfg)
-        (run_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    experiment_id = ensure_experiment(cfg.tracking.experiment, tracking_uri, cfg.run_dir)
-
-    started_ray = connect_ray(address)
-    import ray
-
-    algo = actor = None
-    active = None
+    actor = algo = None
     try:
-        if state.mlflow_run_id:
-            active = mlflow.start_run(run_id=state.mlflow_run_id)
-        else:
-            active = mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name or run_path.name)
-            state.mlflow_run_id = active.info.run_id
-            kind = "supervised" if cfg.is_supervised else "rl"
-            mlflow.set_tags({RUN_PATH_TAG: str(run_path), "mto.config_name": cfg.name, "mto.kind": kind})
-            log_params_safe(flatten(cfg.to_dict()))
-            mlflow.log_artifact(str(run_path / CONFIG_ARTIFACT))
-            state.save(run_path / STATE_FILE)
-        console.print(f"[bold]run[/] {run_path.name}  [bold]mlflow[/] {tracking_uri}  run_id={state.mlflow_run_id}")
-
-        if cfg.is_supervised:
-            from orchestrator.supervised_run import run_supervised
-
-            summary = run_supervised(cfg, run_path, state, live)
-        elif cfg.groups is not None:
-            summary = _train_groups(cfg, run_path, state, live)
-        else:
-            task_space = resolve_task_space(cfg)
-            actor, algo = _start_actors(cfg, task_space, run_path, state)
-            summary = _train_loop(cfg, task_space, algo, actor, run_path, state, live)
-        summary.tracking_uri = tracking_uri
-        mlflow.end_run("FINISHED")
-        return summary
-    except BaseException:
-        if active is not None:
-            mlflow.end_run("FAILED")
-        raise
+        actor, algo = _start_actors(cfg, task_space, run_path, state)
+        return _train_loop(cfg, task_space, algo, actor, run_path, state, live)
     finally:
         if algo is not None:
             algo.stop()
         if actor is not None:
             ray.kill(actor, no_restart=True)
-        if started_ray:
-            ray.shutdown()
-
-
-def _locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ...], run_dir: str):
-    """Find the run to continue: its folder, its saved config (plus overrides), its state."""
-    if config_path is not None:
-        base = load_config(config_path)
-        uri = resolve_tracking_uri(base.tracking.tracking_uri, base.run_dir)
-    else:
-        uri = resolve_tracking_uri(None, run_dir)
-    run_path, state = locate_run(resume, uri, f"--resume {resume}", grouped_ok=True)
-    cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
-    return cfg, uri, run_path, state
-
-
-def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False) -> tuple[Path, TrainerState]:
-    """The run folder and driver state of an MLflow run (id or name) that has a checkpoint
-    (or, with ``grouped_ok``, the parent of a `groups:` run, whose groups hold the checkpoints).
-
-    Raises `ConfigError` (a usage error, prefixed by `what`) when there is nothing to use.
-    """
-    try:
-        found = find_run(run, tracking_uri)
-    except LookupError as exc:
-        raise ConfigError(f"{what}: {exc}") from None
-    run_path = Path(found.data.tags.get(RUN_PATH_TAG, ""))
-    if found.data.tags.get("mto.kind") == "offline":
-        raise ConfigError(f"{what}: '{run}' is an offline CQL run, which trains to the end in one go and cannot be "
-                          f"continued; its Q-network is the MLflow artifact checkpoint/ (start a new run to train more)")
-    state_file = run_path / STATE_FILE
-    if not state_file.is_file():
-        raise ConfigError(f"{what}: run folder {run_path} has no {STATE_FILE}")
-    state = TrainerState.load(state_file)
-    grouped = GROUPS_TAG in found.data.tags
-    if grouped and not grouped_ok:
-        groups = [f"{found.info.run_name}-group{g}" for g in range(len(json.loads(found.data.tags[GROUPS_TAG])))]
-        raise ConfigError(f"{what}: '{run}' trained one network per group; use a group's own run: {', '.join(groups)}")
-    if not state.checkpoint and not grouped:
-        raise ConfigError(f"{what}: the run has no checkpoint yet")
-    return run_path, state
 
 
 def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: TrainerState):
-    from orchestrator.curriculum_actor import start_curriculum_actor
-    from orchestrator.rl import build_algorithm, env_config_for
+    from orchestrator.rl.curriculum_actor import start_curriculum_actor
+    from orchestrator.rl.algorithm import build_algorithm, env_config_for
 
     live_ckpt = run_path / "curriculum_live.pkl"
     if state.checkpoint:
@@ -236,7 +76,7 @@ def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: Trai
 def _save_checkpoint(algo, actor, run_path: Path, state: TrainerState) -> None:
     import ray
 
-    from orchestrator.rl import flush_curriculum_reports
+    from orchestrator.rl.algorithm import flush_curriculum_reports
 
     ckpt = run_path / "checkpoints" / f"iter_{state.iteration:06d}"
     ckpt.mkdir(parents=True, exist_ok=True)
@@ -266,7 +106,7 @@ def _curriculum_metrics(metrics: dict[str, float], task_names) -> tuple[dict[str
 def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerState, live) -> TrainingSummary:
     import ray
 
-    from orchestrator.rl import iteration_metrics
+    from orchestrator.rl.algorithm import iteration_metrics
 
     names = list(task_space.names)
     threshold = cfg.training.mastery_threshold
@@ -322,7 +162,7 @@ def _train_groups(cfg: ExperimentConfig, run_path: Path, state: TrainerState, li
     other, each a nested MLflow run with its own folder, checkpoints, `mto eval` and `--resume`;
     every task is reported from the group that serves it best. Resuming the parent skips
     finished groups and continues the interrupted one from its checkpoint."""
-    from orchestrator.evaluate import best_success_per_task
+    from orchestrator.rl.evaluate import best_success_per_task
 
     mlflow.set_tag(GROUPS_TAG, json.dumps(cfg.groups))
     summaries = []
@@ -345,8 +185,6 @@ def _train_groups(cfg: ExperimentConfig, run_path: Path, state: TrainerState, li
 
 def _train_group(cfg: ExperimentConfig, g: int, group: list[str], run_path: Path, live) -> TrainingSummary:
     """Train (or continue, or just read back) group ``g``'s run, nested under the active parent run."""
-    import ray
-
     from orchestrator.config import config_for_tasks
 
     group_path = run_path / f"group_{g}"
@@ -378,15 +216,7 @@ def _train_group(cfg: ExperimentConfig, g: int, group: list[str], run_path: Path
         if group_state.checkpoint and (group_state.iteration >= group_cfg.training.iterations
                                        or (budget is not None and group_state.env_steps >= budget)):
             return _finished_group(group_cfg, group_path, group_state)
-        actor = algo = None
-        try:
-            actor, algo = _start_actors(group_cfg, task_space, group_path, group_state)
-            return _train_loop(group_cfg, task_space, algo, actor, group_path, group_state, live)
-        finally:
-            if algo is not None:
-                algo.stop()
-            if actor is not None:
-                ray.kill(actor, no_restart=True)
+        return _train_one(group_cfg, task_space, group_path, group_state, live)
 
 
 def _finished_group(cfg: ExperimentConfig, run_path: Path, state: TrainerState) -> TrainingSummary:
@@ -401,7 +231,7 @@ def _evaluate_for_curriculum(cfg, algo, actor, state: TrainerState) -> None:
     with the learner's current policy, instead of on the curriculum-chosen training episodes."""
     import ray
 
-    from orchestrator.evaluate import evaluation_episodes
+    from orchestrator.rl.evaluate import evaluation_episodes
 
     outcomes = evaluation_episodes(
         algo.get_module(), cfg, cfg.curriculum.evaluation_episodes_per_task, greedy=False, seed=cfg.seed + state.iteration
@@ -413,7 +243,7 @@ def log_plots(run_id: str | None, order, mastery_threshold: float) -> None:
     """Draw the success curves and the distribution heatmap from the run's MLflow history."""
     import tempfile
 
-    from orchestrator.report import draw_curriculum_plots
+    from orchestrator.runs.report import draw_curriculum_plots
 
     client = MlflowClient(mlflow.get_tracking_uri())
     with tempfile.TemporaryDirectory() as tmp:

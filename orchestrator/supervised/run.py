@@ -8,8 +8,8 @@ from pathlib import Path
 import mlflow
 
 from orchestrator.config import ExperimentConfig
-from orchestrator.progress import TrainingProgress, console, task_table
-from orchestrator.tracking import log_metrics_safe, log_params_safe
+from orchestrator.runs.progress import TrainingProgress, console, task_table
+from orchestrator.runs.tracking import log_metrics_safe, log_params_safe
 
 
 def prepare_dataset(cfg: ExperimentConfig, run_path: Path) -> Path:
@@ -22,12 +22,12 @@ def prepare_dataset(cfg: ExperimentConfig, run_path: Path) -> Path:
 
 
 def run_supervised(cfg: ExperimentConfig, run_path: Path, state, live: bool | None):
-    """Train with `orchestrator.supervised.train_supervised`; log every epoch to MLflow as it ends.
+    """Train with `orchestrator.supervised.training.train_supervised`; log every epoch to MLflow as it ends.
 
     A rerun with the same run folder continues from Ray Train's latest checkpoint.
     """
-    from orchestrator.supervised import train_supervised
-    from orchestrator.train import STATE_FILE, TrainingSummary
+    from orchestrator.supervised.training import train_supervised
+    from orchestrator.runs.run_folder import STATE_FILE, TrainingSummary
 
     dataset = prepare_dataset(cfg, run_path)
     if state.iteration == 0:
@@ -92,7 +92,7 @@ def run_supervised(cfg: ExperimentConfig, run_path: Path, state, live: bool | No
 def _log_loss_plot(per_task_loss: dict[str, list[tuple[int, float]]]) -> None:
     if not per_task_loss:
         return
-    from orchestrator.plots import plot_task_curves
+    from orchestrator.runs.plots import plot_task_curves
 
     with tempfile.TemporaryDirectory() as tmp:
         path = plot_task_curves(per_task_loss, Path(tmp) / "val_loss.png", ylabel="validation loss",
@@ -103,8 +103,8 @@ def _log_loss_plot(per_task_loss: dict[str, list[tuple[int, float]]]) -> None:
 def _run_groups(cfg: ExperimentConfig, run_path: Path, state, live: bool | None, dataset: Path):
     """`groups:` set: one network per group, trained one after the other; each task is
     reported from the group whose network has its lowest validation loss."""
-    from orchestrator.supervised import train_supervised
-    from orchestrator.train import STATE_FILE, TrainingSummary
+    from orchestrator.supervised.training import train_supervised
+    from orchestrator.runs.run_folder import STATE_FILE, TrainingSummary
 
     finals: list[dict[str, float]] = []
     for g, group in enumerate(cfg.groups or []):

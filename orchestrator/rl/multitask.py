@@ -78,7 +78,7 @@ class MultiTaskPPOLearner(PPOTorchLearner):
     ``affinity_every`` (minibatch updates between TAG lookahead measurements, 0/None: off),
     ``affinity_lr`` (the lookahead's SGD step, default the PPO lr) and ``task_names``.
     Read the running affinity with ``affinity_state()`` (from the driver:
-    ``orchestrator.rl.learner_affinity(algo)``).
+    ``orchestrator.rl.algorithm.learner_affinity(algo)``).
 
     With several learners the all-reduce happens here, over the [tasks x params]
     gradient matrix and BEFORE combining (a nonlinear combiner of averaged gradients

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.config import ExperimentConfig, load_config, resolve_task_space
-from orchestrator.progress import console, task_table
-from orchestrator.tracking import CONFIG_ARTIFACT, resolve_tracking_uri
+from orchestrator.runs.progress import console, task_table
+from orchestrator.runs.tracking import CONFIG_ARTIFACT, resolve_tracking_uri
 
 MODULE_SUBDIR = Path("algorithm") / "learner_group" / "learner" / "rl_module" / "default_policy"
 
 
 def resolve_checkpoint(run: str, run_dir: str) -> tuple[Path, ExperimentConfig]:
     """A checkpoint folder (given directly, or the latest of an MLflow run) and its run's config."""
-    from orchestrator.train import locate_run
+    from orchestrator.runs.run_folder import locate_run
 
     path = Path(run)
     if (path / MODULE_SUBDIR).is_dir():

@@ -37,14 +37,14 @@ def make_simon_says_env(env_config: dict[str, Any]):
         env = gym.make(ENV_ID, **env_kwargs)
         if actor_name is None:
             return env
-        from orchestrator.curriculum_wrapper import CurriculumWrapper
+        from orchestrator.rl.curriculum_wrapper import CurriculumWrapper
 
         return CurriculumWrapper(env, _client(env_config), **_wrapper_kwargs(env_config))
 
     env = gym.make_vec(ENV_ID, num_envs=int(num_envs), vectorization_mode="vector_entry_point", **env_kwargs)
     if actor_name is None:
         return env
-    from orchestrator.curriculum_wrapper import CurriculumVectorWrapper
+    from orchestrator.rl.curriculum_wrapper import CurriculumVectorWrapper
 
     return CurriculumVectorWrapper(env, _client(env_config), **_wrapper_kwargs(env_config))
 
@@ -52,7 +52,7 @@ def make_simon_says_env(env_config: dict[str, Any]):
 def _client(env_config: dict[str, Any]):
     import ray
 
-    from orchestrator.curriculum_actor import ActorCurriculumClient
+    from orchestrator.rl.curriculum_actor import ActorCurriculumClient
 
     handle = ray.get_actor(env_config["curriculum_actor"], namespace=env_config.get("namespace"))
     return ActorCurriculumClient(handle)
@@ -129,7 +129,7 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
         raise ValueError("task affinity is measured on a multi-task architecture's shared parameters; "
                          "model.architecture 'mlp' has no task structure (use e.g. shared_bottom)")
     if cfg.model.architecture != "mlp":
-        from orchestrator.rl_multitask import MultiTaskPPOLearner, multitask_rl_module_spec
+        from orchestrator.rl.multitask import MultiTaskPPOLearner, multitask_rl_module_spec
 
         num_tasks = len(env_config["tasks"])
         ppo = ppo.rl_module(
@@ -180,7 +180,7 @@ def build_algorithm(cfg: ExperimentConfig, env_config: dict[str, Any], cpus: int
 
 
 def _flush_env(runner) -> bool:
-    from orchestrator.curriculum_wrapper import CurriculumVectorWrapper, CurriculumWrapper
+    from orchestrator.rl.curriculum_wrapper import CurriculumVectorWrapper, CurriculumWrapper
 
     env = getattr(runner, "env", None)
     while env is not None:

@@ -3,7 +3,7 @@
 tune-groups (TAG, Fifty et al. 2021), for the supervised families and Simon Says:
   1. one Tune trial co-trains every task in one network and measures the lookahead
      affinity (supervised: ``run_epochs(affinity_every=...)``; Simon Says: the PPO
-     learner's per-task losses, ``orchestrator.tune_rl``);
+     learner's per-task losses, ``orchestrator.tune.rl_trials``);
   2. ``curricula.grouping.choose_groupings`` picks the ``tune.top_k`` best groupings;
   3. one Tune trial per candidate trains one network per group to a fixed budget
      (trials run in parallel, ``tune.trial_cpus``/``trial_gpus`` each, plus the
@@ -43,8 +43,8 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from orchestrator.config import ConfigError, ExperimentConfig, flatten, load_config
-from orchestrator.progress import console, task_table
-from orchestrator.tracking import ensure_experiment, log_params_safe, resolve_tracking_uri
+from orchestrator.runs.progress import console, task_table
+from orchestrator.runs.tracking import ensure_experiment, log_params_safe, resolve_tracking_uri
 
 SEARCH_STATE = "search_state.json"
 GROUPS_ARTIFACT = "groups.yaml"
@@ -100,7 +100,7 @@ class SearchResult:
 
 
 def _loop_config(params: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    from orchestrator.supervised import _config
+    from orchestrator.supervised.training import _config
 
     dataset = params["dataset"]
     config, _ = _config(
@@ -123,7 +123,7 @@ def affinity_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
     """Co-train every task in one network and measure affinity; report every epoch."""
     from ray import tune
 
-    from orchestrator.supervised import run_epochs
+    from orchestrator.supervised.training import run_epochs
 
     loop = _loop_config(params, affinity_every=params["affinity_every"], affinity_lr=params["affinity_lr"])
     started = time.perf_counter()
@@ -139,7 +139,7 @@ def grouping_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
     ``val_loss_total``: sum over tasks of the task's lowest validation loss over its groups."""
     from ray import tune
 
-    from orchestrator.supervised import run_epochs
+    from orchestrator.supervised.training import run_epochs
 
     groups: list[list[str]] = params["candidates"][config["candidate"]]
     finals: list[dict[str, float]] = []
@@ -202,7 +202,7 @@ def pareto_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
                              "in_sector": float(int(np.argmax(cosines)) == k)})
         return
 
-    from orchestrator.supervised import run_epochs
+    from orchestrator.supervised.training import run_epochs
 
     loop = _loop_config(params)
     loop.update(combiner="pareto_mtl", combiner_params={"preference_index": k, "preferences": prefs.tolist(),
@@ -267,7 +267,7 @@ def _fit(name: str, search_path: Path, trainable: Callable, params: dict[str, An
     if cfg.is_supervised:
         resources: Any = {"cpu": cfg.tune.trial_cpus, "gpu": cfg.tune.trial_gpus}
     else:
-        from orchestrator.tune_rl import trial_resources
+        from orchestrator.tune.rl_trials import trial_resources
 
         resources = trial_resources(cfg)
     wrapped = tune.with_resources(tune.with_parameters(trainable, params=params), resources)
@@ -354,7 +354,7 @@ def _save_state(search_path: Path, state: dict[str, Any]) -> None:
 
 
 def _dataset(cfg: ExperimentConfig, search_path: Path):
-    from orchestrator.supervised_run import prepare_dataset
+    from orchestrator.supervised.run import prepare_dataset
     from tasks.supervised import read_dataset
 
     path = prepare_dataset(cfg, search_path)
@@ -389,7 +389,7 @@ def _start_parent(cfg: ExperimentConfig, kind: str, search_path: Path, state: di
 @contextmanager
 def _search_session(config_path, overrides, kind: str, resume: bool, address: str | None):
     """Config, Ray connection and the parent MLflow run of one search; ends both however the search ends."""
-    from orchestrator.train import connect_ray
+    from orchestrator.runs.session import connect_ray
 
     cfg, search_path, state = _prepare(config_path, overrides, kind, resume)
     started_ray = connect_ray(address)
@@ -466,9 +466,9 @@ def _supervised_plan(cfg: ExperimentConfig, search_path: Path) -> GroupingSearch
 
 
 def _rl_plan(cfg: ExperimentConfig) -> GroupingSearchPlan:
-    """Simon Says: PPO trials (``orchestrator.tune_rl``), scored by mean success."""
+    """Simon Says: PPO trials (``orchestrator.tune.rl_trials``), scored by mean success."""
     from orchestrator.config import resolve_task_space
-    from orchestrator.tune_rl import rl_affinity_trial, rl_grouping_trial
+    from orchestrator.tune.rl_trials import rl_affinity_trial, rl_grouping_trial
 
     names = resolve_task_space(cfg).names
     base = {"config": cfg.to_dict(), "tasks": list(names), "trial_cpus": cfg.tune.trial_cpus}
@@ -507,7 +507,7 @@ def _log_groups_parent(search_path: Path, affinity: np.ndarray, names, trials, b
 
 def plot_affinity_heatmap(affinity: np.ndarray, names, path: Path) -> Path:
     """Source task (rows) x task acted on (columns); red helps, blue hurts."""
-    from orchestrator.plots import plt, save_figure
+    from orchestrator.runs.plots import plt, save_figure
 
     limit = float(np.nanmax(np.abs(affinity))) or 1.0
     fig, ax = plt.subplots(figsize=(1.0 + 0.5 * len(names), 0.8 + 0.5 * len(names)))
@@ -573,7 +573,7 @@ def _log_pareto_parent(cfg, names, prefs: np.ndarray, trials) -> None:
 
 def plot_front(trials, names, prefs: np.ndarray, path: Path, front: np.ndarray | None = None) -> Path:
     """Solutions in the plane of the first two tasks' losses, preference rays, and the analytic front if known."""
-    from orchestrator.plots import plt, save_figure
+    from orchestrator.runs.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6, 5.5))
     if front is not None:

@@ -47,8 +47,8 @@ def trial_config(params: dict[str, Any], tasks: list[str]) -> ExperimentConfig:
 def train_and_evaluate(cfg: ExperimentConfig, params: dict[str, Any], iterations: int, report, **learner: Any):
     """Train ``iterations`` PPO iterations (``report(iteration, metrics, algo)`` after each), then
     measure every task's success on fresh episodes; returns {task: success_rate}."""
-    from orchestrator.evaluate import evaluate_policy
-    from orchestrator.rl import build_algorithm, env_config_for, iteration_metrics
+    from orchestrator.rl.evaluate import evaluate_policy
+    from orchestrator.rl.algorithm import build_algorithm, env_config_for, iteration_metrics
 
     names = list(cfg.task.tasks or [])
     algo = build_algorithm(cfg, env_config_for(cfg, names, None, None), cpus=max(1, int(params["trial_cpus"])), **learner)
@@ -71,7 +71,7 @@ def rl_affinity_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
     """Co-train all tasks in one network, measuring affinity; report every iteration."""
     from ray import tune
 
-    from orchestrator.rl import learner_affinity
+    from orchestrator.rl.algorithm import learner_affinity
 
     names = list(params["tasks"])
     cfg = trial_config(params, names)
@@ -101,7 +101,7 @@ def rl_grouping_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
     ``mean_success`` (each task scored by its best group) and ``success/<task>``."""
     from ray import tune
 
-    from orchestrator.evaluate import best_success_per_task
+    from orchestrator.rl.evaluate import best_success_per_task
 
     groups: list[list[str]] = params["candidates"][config["candidate"]]
     per_group: list[dict[str, float]] = []

@@ -1,0 +1,99 @@
+"""A run's folder on disk: its driver state (counters, latest checkpoint, MLflow run id), its
+summary, and finding a run again by MLflow id or name for `--resume` and `mto eval`."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import ConfigError, ExperimentConfig, load_config
+from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, find_run, resolve_tracking_uri
+
+STATE_FILE = "trainer_state.json"
+GROUPS_TAG = "mto.groups"  # on the parent run of a `groups:` RL run
+
+
+@dataclass
+class TrainerState:
+    """What the driver needs to continue a run: counters and the latest checkpoint."""
+
+    iteration: int = 0
+    env_steps: int = 0
+    checkpoint: str | None = None
+    mlflow_run_id: str | None = None
+    history: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written state file
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainerState":
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class TrainingSummary:
+    """What `mto train` returns: where things are and how the run ended."""
+
+    run_id: str
+    run_path: Path
+    tracking_uri: str
+    iterations: int
+    env_steps: int
+    success_rate: dict[str, float]
+    mastered: list[str]
+    checkpoint: str | None
+
+
+def new_run_path(cfg: ExperimentConfig) -> Path:
+    """A fresh, uniquely named folder for a run under ``cfg.run_dir``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = Path(cfg.run_dir).resolve() / f"{cfg.name}-{stamp}-{uuid.uuid4().hex[:6]}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ...], run_dir: str):
+    """Find the run to continue: its config (saved one plus overrides), tracking URI, folder and state."""
+    if config_path is not None:
+        base = load_config(config_path)
+        uri = resolve_tracking_uri(base.tracking.tracking_uri, base.run_dir)
+    else:
+        uri = resolve_tracking_uri(None, run_dir)
+    run_path, state = locate_run(resume, uri, f"--resume {resume}", grouped_ok=True)
+    cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
+    return cfg, uri, run_path, state
+
+
+def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False) -> tuple[Path, TrainerState]:
+    """The run folder and driver state of an MLflow run (id or name) that has a checkpoint
+    (or, with ``grouped_ok``, the parent of a `groups:` run, whose groups hold the checkpoints).
+
+    Raises `ConfigError` (a usage error, prefixed by `what`) when there is nothing to use.
+    """
+    try:
+        found = find_run(run, tracking_uri)
+    except LookupError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    run_path = Path(found.data.tags.get(RUN_PATH_TAG, ""))
+    if found.data.tags.get("mto.kind") == "offline":
+        raise ConfigError(f"{what}: '{run}' is an offline CQL run, which trains to the end in one go and cannot be "
+                          f"continued; its Q-network is the MLflow artifact checkpoint/ (start a new run to train more)")
+    state_file = run_path / STATE_FILE
+    if not state_file.is_file():
+        raise ConfigError(f"{what}: run folder {run_path} has no {STATE_FILE}")
+    state = TrainerState.load(state_file)
+    grouped = GROUPS_TAG in found.data.tags
+    if grouped and not grouped_ok:
+        groups = [f"{found.info.run_name}-group{g}" for g in range(len(json.loads(found.data.tags[GROUPS_TAG])))]
+        raise ConfigError(f"{what}: '{run}' trained one network per group; use a group's own run: {', '.join(groups)}")
+    if not state.checkpoint and not grouped:
+        raise ConfigError(f"{what}: the run has no checkpoint yet")
+    return run_path, state

@@ -1,0 +1,69 @@
+"""Around every training job: the Ray connection and the MLflow run (new or resumed), ended
+FINISHED or FAILED, with Ray shut down again if we started it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import yaml
+
+from orchestrator.config import ExperimentConfig, flatten
+from orchestrator.runs.progress import console
+from orchestrator.runs.run_folder import STATE_FILE, TrainerState, new_run_path
+from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, ensure_experiment, log_params_safe
+
+
+def connect_ray(address: str | None) -> bool:
+    """Attach to a cluster (`--address`/`RAY_ADDRESS`) or start a local Ray. True if we connected."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address or None, logging_level=logging.WARNING, include_dashboard=False if not address else None,
+             configure_logging=True)
+    return True
+
+
+@contextmanager
+def training_run(cfg: ExperimentConfig, tracking_uri: str, run_path: Path | None, state: TrainerState,
+                 address: str | None) -> Iterator[Path]:
+    """Open (or reopen, when ``state`` names one) the MLflow run and connect Ray; yields the run folder.
+
+    A new run gets its folder, its config file, its tags and params before anything trains.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    if run_path is None:
+        run_path = new_run_path(cfg)
+        (run_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    experiment_id = ensure_experiment(cfg.tracking.experiment, tracking_uri, cfg.run_dir)
+    started_ray = connect_ray(address)
+    active = None
+    try:
+        if state.mlflow_run_id:
+            active = mlflow.start_run(run_id=state.mlflow_run_id)
+        else:
+            active = mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name or run_path.name)
+            state.mlflow_run_id = active.info.run_id
+            kind = "supervised" if cfg.is_supervised else "rl"
+            mlflow.set_tags({RUN_PATH_TAG: str(run_path), "mto.config_name": cfg.name, "mto.kind": kind})
+            log_params_safe(flatten(cfg.to_dict()))
+            mlflow.log_artifact(str(run_path / CONFIG_ARTIFACT))
+            state.save(run_path / STATE_FILE)
+        console.print(f"[bold]run[/] {run_path.name}  [bold]mlflow[/] {tracking_uri}  run_id={state.mlflow_run_id}")
+        yield run_path
+        mlflow.end_run("FINISHED")
+    except BaseException:
+        if active is not None:
+            mlflow.end_run("FAILED")
+        raise
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
