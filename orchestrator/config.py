@@ -379,6 +379,17 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
     if len(task_space) == 0:
         raise ConfigError(f"{source}: task.max_depth: no task has depth <= {cfg.task.max_depth}")
     _check_groups(cfg, source, task_space.names)
+    if cfg.curriculum.kind == "learning_progress":
+        import inspect
+
+        from curricula import LearningProgressCurriculum, learning_progress_setting_error
+
+        defaults = inspect.signature(LearningProgressCurriculum).parameters
+        params = {k: cfg.curriculum.params.get(k, defaults[k].default) for k in ("uniform_mix", "untried_weight")}
+        problem = learning_progress_setting_error(float(params["uniform_mix"]), float(params["untried_weight"]),
+                                                  str(cfg.curriculum.params.get("success_source", "online")))
+        if problem:
+            raise ConfigError(f"{source}: curriculum.params: {problem}")
     try:
         build_scheduler(cfg, task_space.names, resolve_item_names(cfg))
     except (TypeError, ValueError) as exc:

@@ -76,6 +76,17 @@ def test_bad_curriculum_param_is_refused_before_anything_runs(tmp_path):
     assert "curriculum.params" in str(err.value)
 
 
+def test_learning_progress_that_can_never_try_a_task_is_refused(tmp_path):
+    never = {"kind": "learning_progress", "params": {"untried_weight": 0.0, "uniform_mix": 0.0}}
+    p = _write(tmp_path, {"name": "x", "curriculum": never})
+    with pytest.raises(ConfigError, match=r"curriculum.params: untried_weight=0 with uniform_mix=0 never samples"):
+        load_config(p)
+    # Either knob above zero, or evaluation rounds that measure every task, can try every task.
+    for params in ({"untried_weight": 0.0}, {"untried_weight": 0.0, "uniform_mix": 0.0, "success_source": "evaluation",
+                                                "evaluation_interval_steps": 1000}):
+        load_config(_write(tmp_path, {"name": "x", "curriculum": {"kind": "learning_progress", "params": params}}))
+
+
 def test_minibatch_larger_than_batch_is_refused(tmp_path):
     p = _write(tmp_path, {"name": "x", "rl": {"train_batch_size": 64, "minibatch_size": 128}})
     with pytest.raises(ConfigError, match="minibatch_size"):

@@ -224,3 +224,31 @@ def test_two_learners_average_before_combining_and_agree_on_affinity(ray_session
     assert states[0]["updates"] >= 2 and states[0]["task_names"] == ["log", "planks", "dirt"]
     np.testing.assert_allclose(np.array(states[0]["matrix"]), np.array(states[1]["matrix"]))
     assert np.isfinite(np.array(states[0]["matrix"])).any()
+
+
+def test_learner_drops_a_task_whose_loss_overflows_and_counts_it(mgda_learner):
+    config, learner = mgda_learner
+    mid = "default_policy"
+    module = learner.module[mid]
+    batch = _ppo_batch(module)
+    task = batch[Columns.OBS][:, :NUM_TASKS].argmax(-1)
+    # Finite advantages whose sum overflows float32: task 1's loss is inf, task 0's rows are untouched
+    # (an inf or nan in any row would reach every task's gradient through RLlib's masked mean: 0 * inf).
+    batch[Postprocessing.ADVANTAGES] = torch.where(task == 1, torch.tensor(3e38), batch[Postprocessing.ADVANTAGES])
+    shared = list(module.network.shared_parameters())
+    fwd = module.forward_train(batch)
+    loss_0 = PPOTorchLearner.compute_loss_for_module(
+        learner, module_id=mid, config=learner.config.get_config_for_module(mid),
+        batch={**batch, Columns.LOSS_MASK: task == 0}, fwd_out=fwd)
+    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_0, shared)])
+
+    total = learner.compute_loss_for_module(module_id=mid, config=learner.config.get_config_for_module(mid),
+                                            batch=batch, fwd_out=module.forward_train(batch))
+    learner.compute_gradients({mid: total})
+
+    got = torch.cat([p.grad.reshape(-1) for p in shared])
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6)  # MGDA over the one task left
+    metrics = learner.metrics.reduce()[mid]
+    assert metrics["combiner/dropped_nonfinite/task_1"] == 1
+    assert "combiner/dropped_nonfinite/task_0" not in metrics

@@ -222,6 +222,9 @@ def iteration_metrics(result: dict[str, Any]) -> dict[str, float]:
     for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "total_loss"):
         if key in learner:
             out[f"loss/{key}"] = float(learner[key])
+    for key, value in learner.items():  # per task, only in iterations where a task was dropped
+        if key.startswith("combiner/dropped_nonfinite/"):
+            out[key] = float(value)
     return out
 
 

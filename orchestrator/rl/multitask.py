@@ -31,6 +31,9 @@ from policies.affinity import lookahead_losses
 from policies.backward import torch_distributed_allreduce
 
 
+DROPPED_NONFINITE = "combiner/dropped_nonfinite"  # learner metric: minibatch updates a task sat out
+
+
 class MultiTaskPPOModule(TorchRLModule, ValueFunctionAPI):
     """RLModule whose network is a `policies` multi-task architecture conditioned on the task id."""
 
@@ -97,6 +100,7 @@ class MultiTaskPPOLearner(PPOTorchLearner):
         self._affinity_every = int(cfg.get("affinity_every") or 0)
         self._affinity_lr = float(cfg.get("affinity_lr") or self.config.lr)
         names = cfg.get("task_names") or [f"task_{t}" for t in range(self._num_tasks)]
+        self._task_names = list(names)
         # PPO's per-task loss is often below zero (surrogate and entropy terms).
         self._affinity = TaskAffinity(names, signed_losses=True) if self._affinity_every else None
         self._affinity_seconds = 0.0
@@ -154,7 +158,11 @@ class MultiTaskPPOLearner(PPOTorchLearner):
             counts = torch.bincount(task if base_mask is None else task[base_mask], minlength=self._num_tasks)
             if measure:
                 self._measure_affinity(module_id, network, losses, allreduce)
-            apply_multitask_backward(network, losses, self._combiner, allreduce=allreduce, task_sample_counts=counts)
+            stats = apply_multitask_backward(network, losses, self._combiner, allreduce=allreduce,
+                                             task_sample_counts=counts)
+            for t in stats.dropped_nonfinite_tasks:  # a task whose loss or gradient overflowed sat this step out
+                self.metrics.log_value((module_id, f"{DROPPED_NONFINITE}/{self._task_names[t]}"), 1,
+                                       reduce="lifetime_sum")
         self._updates += 1
         self._task_losses, self._task_batches = {}, {}
         return {pid: p.grad for pid, p in self._params.items() if p.grad is not None}
