@@ -72,6 +72,10 @@ class TaskConfig(_Section):
         None, ge=0, description="keep only tasks whose prerequisite depth is <= this"
     )
     horizon: int = Field(300, ge=1, description="steps before an episode is truncated")
+    action_mask: bool = Field(
+        False, description="techtree: the env reports which actions would change the state and the policy "
+        "samples only those (RLlib's action-masking pattern; observations become a Dict)"
+    )
 
 
 class CurriculumConfig(_Section):
@@ -370,6 +374,9 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
             "task losses, and PPO's per-task losses change sign during training, so it is offered for the supervised "
             "families only; valid choices for simon_says: sum, pcgrad, mgda"
         )
+    if cfg.task.action_mask and cfg.task.backend != "techtree":
+        raise ConfigError(f"{source}: task.action_mask: only the techtree backend reports which actions are valid; "
+                          f"got backend '{cfg.task.backend}' (valid with action_mask: techtree)")
     try:
         task_space = resolve_task_space(cfg)
     except UnknownTaskError as exc:

@@ -31,6 +31,8 @@ def make_simon_says_env(env_config: dict[str, Any]):
         horizon=int(env_config["horizon"]),
         backend=env_config.get("backend", "techtree"),
     )
+    if env_config.get("action_mask"):
+        env_kwargs["action_mask"] = True
     num_envs = env_config.get("num_envs")
     actor_name = env_config.get("curriculum_actor")
     if num_envs is None:
@@ -73,6 +75,7 @@ def env_config_for(cfg: ExperimentConfig, task_names: list[str], actor_name: str
         "tasks": list(task_names),
         "horizon": cfg.task.horizon,
         "backend": cfg.task.backend,
+        "action_mask": cfg.task.action_mask,
         "curriculum_actor": actor_name,
         "namespace": namespace,
         "bonus_size": cfg.bonus.size if cfg.bonus.mode != "off" else 0.0,
@@ -128,6 +131,12 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
     if affinity_every and cfg.model.architecture == "mlp":
         raise ValueError("task affinity is measured on a multi-task architecture's shared parameters; "
                          "model.architecture 'mlp' has no task structure (use e.g. shared_bottom)")
+    if cfg.task.action_mask and cfg.model.architecture == "mlp":
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        from orchestrator.rl.action_masking import ActionMaskedPPOModule
+
+        ppo = ppo.rl_module(rl_module_spec=RLModuleSpec(module_class=ActionMaskedPPOModule))
     if cfg.model.architecture != "mlp":
         from orchestrator.rl.multitask import MultiTaskPPOLearner, multitask_rl_module_spec
 

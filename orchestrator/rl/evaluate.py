@@ -41,7 +41,8 @@ def evaluation_episodes(module, cfg: ExperimentConfig, episodes: int, greedy: bo
 
     task_space = resolve_task_space(cfg)
     n = len(task_space) * episodes
-    env = SimonSaysVectorEnv(num_envs=n, tasks=list(task_space.names), horizon=cfg.task.horizon, backend=cfg.task.backend)
+    env = SimonSaysVectorEnv(num_envs=n, tasks=list(task_space.names), horizon=cfg.task.horizon, backend=cfg.task.backend,
+                             action_mask=cfg.task.action_mask)
     goals = np.repeat(np.arange(len(task_space)), episodes)
     obs, _ = env.reset(seed=seed, options={"task": goals})
     done = np.zeros(n, dtype=bool)
@@ -52,7 +53,8 @@ def evaluation_episodes(module, cfg: ExperimentConfig, episodes: int, greedy: bo
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         while not done.all():
-            logits = module.forward_inference({"obs": torch.as_tensor(obs)})["action_dist_inputs"]
+            batch = {k: torch.as_tensor(v) for k, v in obs.items()} if isinstance(obs, dict) else torch.as_tensor(obs)
+            logits = module.forward_inference({"obs": batch})["action_dist_inputs"]
             if greedy:
                 actions = logits.argmax(-1)
             else:

@@ -26,6 +26,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
 from curricula.affinity import TaskAffinity
+from orchestrator.rl.action_masking import flat_observations, masked_logits, unmasked_space
 from policies import apply_multitask_backward, build_combiner, build_network
 from policies.affinity import lookahead_losses
 from policies.backward import torch_distributed_allreduce
@@ -41,7 +42,7 @@ class MultiTaskPPOModule(TorchRLModule, ValueFunctionAPI):
         cfg = self.model_config
         self.num_tasks = int(cfg["num_tasks"])
         self.num_actions = int(self.action_space.n)
-        obs_dim = int(np.prod(self.observation_space.shape))
+        obs_dim = int(np.prod(unmasked_space(self.observation_space).shape))
         self.network = build_network(
             cfg["architecture"],
             input_dim=obs_dim,
@@ -56,12 +57,13 @@ class MultiTaskPPOModule(TorchRLModule, ValueFunctionAPI):
         return obs[:, : self.num_tasks].argmax(dim=-1)
 
     def _heads(self, batch: dict[str, Any]) -> torch.Tensor:
-        obs = batch[Columns.OBS].float()
+        obs = flat_observations(batch[Columns.OBS]).float()
         return self.network(obs, self.task_ids(obs))
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         out = self._heads(batch)
-        return {Columns.ACTION_DIST_INPUTS: out[:, : self.num_actions], Columns.EMBEDDINGS: out[:, self.num_actions]}
+        logits = masked_logits(out[:, : self.num_actions], batch[Columns.OBS])
+        return {Columns.ACTION_DIST_INPUTS: logits, Columns.EMBEDDINGS: out[:, self.num_actions]}
 
     def no_sync(self):
         """RLlib enters DDP's ``no_sync`` with several learners; `MultiTaskPPOLearner` does its
@@ -137,7 +139,7 @@ class MultiTaskPPOLearner(PPOTorchLearner):
         return losses
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
-        task = batch[Columns.OBS][:, : self._num_tasks].argmax(dim=-1)
+        task = flat_observations(batch[Columns.OBS])[:, : self._num_tasks].argmax(dim=-1)
         losses = self._per_task_losses(module_id, config, batch, fwd_out, task)
         self._task_losses[module_id] = losses
         self._task_batches[module_id] = (config, batch, task)
