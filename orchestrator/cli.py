@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
         search.add_argument("--resume", action="store_true", help="continue this config's latest interrupted search")
         _add_cluster_flags(search)
 
+    tune = sub.add_parser("tune", help="Ray Tune search over an RL config's hyperparameters (tune.search_space); writes the best config")
+    tune.add_argument("config", help="experiment YAML (simon_says) with a tune.search_space section")
+    tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config value, e.g. --set tune.num_samples=8 (repeatable)")
+    tune.add_argument("--resume", action="store_true", help="continue this config's latest interrupted search")
+    tune.add_argument("--run-dir", default=None,
+                      help="where runs live (Tune results under <run dir>/tune, MLflow sqlite under it); default: the config's run_dir")
+    _add_cluster_flags(tune)
+
     check = sub.add_parser("check", help="validate a config file (and overrides) without running anything")
     check.add_argument("config")
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -151,6 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             search = run_tune_groups if args.command == "tune-groups" else run_pareto
             search(args.config, tuple(args.overrides), address=args.address, resume=args.resume)
+        elif args.command == "tune":
+            from orchestrator.tune.hyperparameters import run_tune
+
+            overrides = tuple(args.overrides) + ((f"run_dir={args.run_dir}",) if args.run_dir is not None else ())
+            run_tune(args.config, overrides, address=args.address, resume=args.resume)
         elif args.command == "check":
             from orchestrator.config import load_config
 

@@ -13,16 +13,21 @@ should not depend on how often a curriculum happened to pick them.
 - `rl_grouping_trial`: one PPO run per group of a candidate grouping, each to the
   same budget; a task counts with the group whose network gives it the highest
   success, and the trial's score is ``mean_success`` over all tasks.
+- `rl_hyperparameter_trial` (`mto tune`): one PPO run of the search's config with the
+  trial's sampled values put in, trained the way `mto train` would (with the config's
+  curriculum in a CurriculumActor of its own), then scored on fresh episodes per task.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from orchestrator.config import ExperimentConfig, config_for_tasks
+from orchestrator.config import ExperimentConfig, config_for_tasks, config_from_dict, resolve_task_space
 
 
 def trial_resources(cfg: ExperimentConfig):
@@ -44,23 +49,85 @@ def trial_config(params: dict[str, Any], tasks: list[str]) -> ExperimentConfig:
     return config_for_tasks(params["config"], tasks, "tune trial")
 
 
-def train_and_evaluate(cfg: ExperimentConfig, params: dict[str, Any], iterations: int, report, **learner: Any):
-    """Train ``iterations`` PPO iterations (``report(iteration, metrics, algo)`` after each), then
-    measure every task's success on fresh episodes; returns {task: success_rate}."""
+def train_and_evaluate(cfg: ExperimentConfig, params: dict[str, Any], iterations: int, report,
+                       curriculum: bool = False, max_env_steps: int | None = None, **learner: Any):
+    """Train ``iterations`` PPO iterations (``report(iteration, metrics, algo)`` after each; or fewer
+    once ``max_env_steps`` env steps are sampled), then measure every task's success on fresh
+    episodes; returns {task: success_rate}.
+
+    Tasks are sampled uniformly unless ``curriculum``: then the config's curriculum runs in a
+    CurriculumActor of this trial's own (with its exploration bonus, as in `mto train`), and
+    ``metrics`` carry its running estimates as ``online/success_rate/<task>``.
+    """
     from orchestrator.rl.evaluate import evaluate_policy
     from orchestrator.rl.algorithm import build_algorithm, env_config_for, iteration_metrics
 
-    names = list(cfg.task.tasks or [])
-    algo = build_algorithm(cfg, env_config_for(cfg, names, None, None), cpus=max(1, int(params["trial_cpus"])), **learner)
+    names = list(cfg.task.tasks or resolve_task_space(cfg).names)
+    with _trial_curriculum(cfg, names, curriculum) as (actor, actor_name, namespace):
+        algo = build_algorithm(cfg, env_config_for(cfg, names, actor_name, namespace),
+                               cpus=max(1, int(params["trial_cpus"])), **learner)
+        try:
+            env_steps = 0
+            for iteration in range(1, iterations + 1):
+                started = time.perf_counter()
+                if actor is not None:
+                    _evaluate_for_curriculum(cfg, algo, actor, iteration)
+                metrics = iteration_metrics(algo.train())
+                metrics["iteration_seconds"] = time.perf_counter() - started
+                env_steps += int(metrics["env_steps"])
+                metrics["env_steps_total"] = float(env_steps)
+                if actor is not None:
+                    metrics.update(_online_success(actor, names))
+                report(iteration, metrics, algo)
+                if max_env_steps is not None and env_steps >= max_env_steps:
+                    break
+            return evaluate_policy(algo.get_module(), cfg, cfg.training.eval_episodes_per_task, greedy=False,
+                                   seed=cfg.seed)
+        finally:
+            algo.stop()
+
+
+@contextmanager
+def _trial_curriculum(cfg: ExperimentConfig, names: list[str], wanted: bool):
+    """(actor, its name, namespace) of a CurriculumActor for this trial only, or Nones; killed afterwards."""
+    if not wanted:
+        yield None, None, None
+        return
+    import ray
+
+    from orchestrator.config import build_scheduler, resolve_item_names
+    from orchestrator.rl.curriculum_actor import start_curriculum_actor
+    from orchestrator.rl.training import ACTOR_NAMESPACE
+
+    name = f"curriculum-tune-{uuid.uuid4().hex[:12]}"
+    actor = start_curriculum_actor(build_scheduler(cfg, names, resolve_item_names(cfg)), name=name,
+                                   namespace=ACTOR_NAMESPACE, max_restarts=0,
+                                   checkpoint_every_seconds=cfg.curriculum.checkpoint_every_seconds)
     try:
-        for iteration in range(1, iterations + 1):
-            started = time.perf_counter()
-            metrics = iteration_metrics(algo.train())
-            metrics["iteration_seconds"] = time.perf_counter() - started
-            report(iteration, metrics, algo)
-        return evaluate_policy(algo.get_module(), cfg, cfg.training.eval_episodes_per_task, greedy=False, seed=cfg.seed)
+        yield actor, name, ACTOR_NAMESPACE
     finally:
-        algo.stop()
+        ray.kill(actor, no_restart=True)
+
+
+def _evaluate_for_curriculum(cfg: ExperimentConfig, algo, actor, iteration: int) -> None:
+    """A curriculum with ``params.success_source: evaluation`` measures success on fresh episodes
+    when it asks for them (as `mto train` does)."""
+    import ray
+
+    from orchestrator.rl.evaluate import evaluation_episodes
+
+    if cfg.curriculum.params.get("success_source", "online") != "evaluation" or not ray.get(actor.evaluation_due.remote()):
+        return
+    outcomes = evaluation_episodes(algo.get_module(), cfg, cfg.curriculum.evaluation_episodes_per_task, greedy=False,
+                                   seed=cfg.seed + iteration)
+    ray.get(actor.report.remote(outcomes))
+
+
+def _online_success(actor, names: list[str]) -> dict[str, float]:
+    import ray
+
+    metrics = ray.get(actor.metrics.remote())
+    return {f"online/success_rate/{t}": float(metrics.get(f"success_rate/{t}", 0.0)) for t in names}
 
 
 def _success_metrics(success: dict[str, float]) -> dict[str, float]:
@@ -116,3 +183,62 @@ def rl_grouping_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
     best = best_success_per_task(per_group)
     ordered = {t: best[t] for t in sorted(best)}
     tune.report({"group": len(groups), **_success_metrics(ordered), "wall_time_s": time.perf_counter() - started})
+
+
+def sampled_config(data: dict[str, Any], values: dict[str, Any], source: str) -> ExperimentConfig:
+    """The search's config (plain data) with each sampled ``values[path]`` put at its dotted config
+    path (paths as `orchestrator.tune.hyperparameters.search_space_keys` spells them), validated."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for path, value in values.items():
+        node = data
+        *parents, last = path.split(".")
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[last] = value
+    return config_from_dict(data, source)
+
+
+def objective_values(success: dict[str, float], threshold: float) -> dict[str, float]:
+    """Mean success and the number of tasks mastered (success >= ``threshold``)."""
+    rates = list(success.values())
+    return {"mean_success": float(np.mean(rates)) if rates else 0.0,
+            "items_mastered": float(sum(r >= threshold for r in rates))}
+
+
+def rl_hyperparameter_trial(config: dict[str, Any], params: dict[str, Any]) -> None:
+    """`mto tune`: train the search's config with the sampled values ``config`` ({config path: value}).
+
+    Every iteration reports ``objective`` from the curriculum's running success estimate (what
+    ASHA compares); the last report replaces it by the objective on fresh episodes per task
+    (``evaluated: 1``) and adds ``mean_success``, ``items_mastered`` and ``success/<task>``.
+    A sampled config that does not validate fails the trial with the config's own message."""
+    from ray import tune
+
+    cfg = sampled_config(params["config"], config, f"tune trial {config}")
+    names = list(resolve_task_space(cfg).names)
+    cfg = config_for_tasks(cfg.to_dict(), names, f"tune trial {config}")
+    objective, threshold = params["objective"], cfg.training.mastery_threshold
+    iterations = int(params["iterations"])
+    max_env_steps = params["max_env_steps"]
+    started = time.perf_counter()
+    pending: dict[str, float] = {}
+
+    def report(iteration: int, metrics: dict[str, float], algo) -> None:
+        online = objective_values({t: metrics.get(f"online/success_rate/{t}", 0.0) for t in names}, threshold)
+        row = {"iteration": iteration, "wall_time_s": time.perf_counter() - started, "evaluated": 0.0,
+               **{k: v for k, v in metrics.items() if k in ("env_steps_total", "episode_return_mean")},
+               **{f"online/{k}": v for k, v in online.items()}, "objective": online[objective]}
+        last = iteration >= iterations or (max_env_steps is not None and metrics["env_steps_total"] >= max_env_steps)
+        if last:  # the last report waits for the evaluation, so it carries the objective on fresh episodes
+            pending.update(row)
+        else:
+            tune.report(row)
+
+    success = train_and_evaluate(cfg, params, iterations, report, curriculum=True, max_env_steps=max_env_steps)
+    final = objective_values(success, threshold)
+    tune.report({**pending, **{f"success/{t}": s for t, s in success.items()}, **final,
+                 "objective": final[objective], "evaluated": 1.0, "wall_time_s": time.perf_counter() - started})

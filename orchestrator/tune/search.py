@@ -1,4 +1,5 @@
-"""`mto tune-groups` and `mto pareto`: Ray Tune searches over multi-task runs.
+"""`mto tune-groups` and `mto pareto`: Ray Tune searches over multi-task runs; the search session,
+Tune experiment and nested-run logging that `mto tune` (``orchestrator.tune.hyperparameters``) shares.
 
 tune-groups (TAG, Fifty et al. 2021), for the supervised families and Simon Says:
   1. one Tune trial co-trains every task in one network and measures the lookahead
@@ -50,7 +51,8 @@ SEARCH_STATE = "search_state.json"
 GROUPS_ARTIFACT = "groups.yaml"
 # Keys our trials report (Tune adds its own bookkeeping keys, which are not logged to MLflow).
 TRIAL_METRIC_PREFIXES = ("val", "test", "train", "affinity", "loss", "distance", "in_sector", "epoch", "group", "steps",
-                         "success", "mean_success", "env_steps", "episode_return_mean", "iteration", "wall_time_s")
+                         "success", "mean_success", "env_steps", "episode_return_mean", "iteration", "wall_time_s",
+                         "objective", "items_mastered", "online/")
 
 
 @dataclass(frozen=True)
@@ -260,13 +262,18 @@ class TrialProgress(Callback):
 
 
 def _fit(name: str, search_path: Path, trainable: Callable, params: dict[str, Any], param_space: dict[str, Any],
-         cfg: ExperimentConfig, resume: bool, keys: tuple[str, ...]):
-    """Run (or restore and finish) one Tune experiment under the search folder; its ResultGrid."""
+         cfg: ExperimentConfig, resume: bool, keys: tuple[str, ...], resources: Any = None,
+         tune_config: dict[str, Any] | None = None, fail_on_error: bool = True):
+    """Run (or restore and finish) one Tune experiment under the search folder; its ResultGrid.
+
+    ``resources``: per trial (default: from ``cfg``; may be a function of the trial's config);
+    ``tune_config``: more `tune.TuneConfig` arguments (num_samples, scheduler, metric, ...);
+    ``fail_on_error=False`` returns the grid with failed trials in it instead of raising."""
     from ray import tune
 
-    if cfg.is_supervised:
-        resources: Any = {"cpu": cfg.tune.trial_cpus, "gpu": cfg.tune.trial_gpus}
-    else:
+    if resources is None and cfg.is_supervised:
+        resources = {"cpu": cfg.tune.trial_cpus, "gpu": cfg.tune.trial_gpus}
+    elif resources is None:
         from orchestrator.tune.rl_trials import trial_resources
 
         resources = trial_resources(cfg)
@@ -279,13 +286,13 @@ def _fit(name: str, search_path: Path, trainable: Callable, params: dict[str, An
         tuner = tune.Tuner(
             wrapped,
             param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=cfg.tune.max_concurrent_trials),
+            tune_config=tune.TuneConfig(max_concurrent_trials=cfg.tune.max_concurrent_trials, **(tune_config or {})),
             run_config=tune.RunConfig(name=name, storage_path=str(search_path), verbose=0,
                                       callbacks=[TrialProgress(keys)]),
         )
     grid = tuner.fit()
     errors = [r.error for r in grid if r.error is not None]
-    if errors:
+    if errors and fail_on_error:
         raise RuntimeError(f"{len(errors)} Tune trial(s) of {name} failed; first: {errors[0]}")
     return grid
 
@@ -296,7 +303,7 @@ def _trial_metrics(result) -> dict[str, float]:
 
 
 def _log_nested(client: MlflowClient, experiment_id: str, parent_id: str, kind: str, run_name: str,
-                params: dict[str, Any], result) -> str:
+                params: dict[str, Any], result, status: str = "FINISHED") -> str:
     """One nested MLflow run per Tune trial: its params, per-report metric history and final metrics."""
     existing = client.search_runs([experiment_id], f"tags.`mto.trial_id` = '{result.path}'", max_results=1)
     if existing:  # logged before an interruption
@@ -319,12 +326,15 @@ def _log_nested(client: MlflowClient, experiment_id: str, parent_id: str, kind: 
     items = [Param(k, str(v)[:6000]) for k, v in params.items()]
     for start in range(0, len(items), 90):
         client.log_batch(run_id, params=items[start : start + 90])
-    client.set_terminated(run_id, "FINISHED")
+    client.set_terminated(run_id, status)
     return run_id
 
 
-def _prepare(config_path: str | Path, overrides: tuple[str, ...], kind: str, resume: bool):
+def _prepare(config_path: str | Path, overrides: tuple[str, ...], kind: str, resume: bool,
+             check: Callable[[ExperimentConfig, str], None] | None = None):
     cfg = load_config(config_path, overrides)
+    if check is not None:  # the search's own checks, before anything is written
+        check(cfg, str(config_path))
     if cfg.offline is not None:
         raise ConfigError(f"{config_path}: offline: `mto {kind}` searches online training runs; remove the offline section")
     if kind == "pareto" and not cfg.is_supervised:
@@ -387,11 +397,13 @@ def _start_parent(cfg: ExperimentConfig, kind: str, search_path: Path, state: di
 
 
 @contextmanager
-def _search_session(config_path, overrides, kind: str, resume: bool, address: str | None):
-    """Config, Ray connection and the parent MLflow run of one search; ends both however the search ends."""
+def _search_session(config_path, overrides, kind: str, resume: bool, address: str | None,
+                    check: Callable[[ExperimentConfig, str], None] | None = None):
+    """Config, Ray connection and the parent MLflow run of one search; ends both however the search ends.
+    ``check(cfg, source)`` raises `ConfigError` for what the search itself cannot use."""
     from orchestrator.runs.session import connect_ray
 
-    cfg, search_path, state = _prepare(config_path, overrides, kind, resume)
+    cfg, search_path, state = _prepare(config_path, overrides, kind, resume, check)
     started_ray = connect_ray(address)
     import ray
 
