@@ -107,6 +107,10 @@ class BonusConfig(_Section):
     threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="dynamic mode: items with success rate below this earn the bonus"
     )
+    scope: Literal["all_items", "goal_prerequisites"] = Field(
+        "all_items", description="all_items: any bonus item earns it; goal_prerequisites: only items the "
+        "episode's goal needs (so collecting unrelated items never pays more than finishing the goal)"
+    )
 
 
 class RLConfig(_Section):

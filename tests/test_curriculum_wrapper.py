@@ -247,6 +247,33 @@ def test_bonus_is_added_for_new_bonus_items_only_on_real_steps():
     assert rewards == pytest.approx([0.25, 0.25, 1.25, 0.0])
 
 
+def test_goal_scoped_bonus_pays_only_for_the_goals_prerequisites():
+    scheduler = UniformCurriculum(TASKS, ITEMS, bonus="static")
+    # [task x item]: "stick" needs log and planks; "planks" needs log; "log" needs nothing.
+    scope = np.array([[0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]], bool)
+    env = CurriculumVectorWrapper(ChainVectorEnv(3), LocalCurriculumClient(scheduler), bonus_size=0.25,
+                                  bonus_scope=scope)
+    obs, _ = env.reset(options={"task": np.array([2, 1, 0])})
+    first = []
+    for _ in range(2):  # log, then planks: the stick episode is paid for both, planks' only for log
+        obs, reward, *_ = env.step(chain_policy(obs))
+        first.append(reward.tolist())
+    # env 2's goal is log: it succeeds at once (1.0, no bonus) and autoresets on the 2nd call (0.0).
+    assert first == [pytest.approx([0.25, 0.25, 1.0]), pytest.approx([0.25, 1.0, 0.0])]
+    with pytest.raises(ValueError, match=r"bonus_scope must be a \[tasks x items\] = \[3 x 4\]"):
+        CurriculumVectorWrapper(ChainVectorEnv(3), LocalCurriculumClient(scheduler), bonus_scope=scope[:2])
+
+
+def test_goal_prerequisite_items_known_answer():
+    from tasks.simon_says import goal_prerequisite_items, make_task_space
+
+    items = make_task_space(None).names
+    scope = goal_prerequisite_items(["log", "wooden_pickaxe", "stone_pickaxe"], items)
+    named = [{items[i] for i in np.flatnonzero(row)} for row in scope]
+    assert named == [set(), {"log", "planks", "stick", "crafting_table"},
+                     {"log", "planks", "stick", "crafting_table", "wooden_pickaxe", "cobblestone"}]
+
+
 def test_dynamic_bonus_stops_for_items_the_agent_masters():
     scheduler = LearningProgressCurriculum(TASKS, ITEMS, bonus={"mode": "dynamic", "threshold": 0.5}, alpha_fast=1.0)
     env = CurriculumVectorWrapper(ChainVectorEnv(1), LocalCurriculumClient(scheduler), bonus_size=0.5,

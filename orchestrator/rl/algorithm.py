@@ -41,14 +41,14 @@ def make_simon_says_env(env_config: dict[str, Any]):
             return env
         from orchestrator.rl.curriculum_wrapper import CurriculumWrapper
 
-        return CurriculumWrapper(env, _client(env_config), **_wrapper_kwargs(env_config))
+        return CurriculumWrapper(env, _client(env_config), **_wrapper_kwargs(env_config, env))
 
     env = gym.make_vec(ENV_ID, num_envs=int(num_envs), vectorization_mode="vector_entry_point", **env_kwargs)
     if actor_name is None:
         return env
     from orchestrator.rl.curriculum_wrapper import CurriculumVectorWrapper
 
-    return CurriculumVectorWrapper(env, _client(env_config), **_wrapper_kwargs(env_config))
+    return CurriculumVectorWrapper(env, _client(env_config), **_wrapper_kwargs(env_config, env))
 
 
 def _client(env_config: dict[str, Any]):
@@ -60,8 +60,15 @@ def _client(env_config: dict[str, Any]):
     return ActorCurriculumClient(handle)
 
 
-def _wrapper_kwargs(env_config: dict[str, Any]) -> dict[str, Any]:
+def _wrapper_kwargs(env_config: dict[str, Any], env) -> dict[str, Any]:
+    scope = None
+    if env_config.get("bonus_scope") == "goal_prerequisites":
+        from tasks.simon_says import goal_prerequisite_items
+
+        base = env.unwrapped
+        scope = goal_prerequisite_items(base.task_space.names, base.item_names, env_config.get("backend", "techtree"))
     return dict(
+        bonus_scope=scope,
         bonus_size=float(env_config["bonus_size"]),
         refresh_every_episodes=int(env_config["refresh_every_episodes"]),
         refresh_every_seconds=float(env_config["refresh_every_seconds"]),
@@ -79,6 +86,7 @@ def env_config_for(cfg: ExperimentConfig, task_names: list[str], actor_name: str
         "curriculum_actor": actor_name,
         "namespace": namespace,
         "bonus_size": cfg.bonus.size if cfg.bonus.mode != "off" else 0.0,
+        "bonus_scope": cfg.bonus.scope,
         "refresh_every_episodes": cfg.curriculum.refresh_every_episodes,
         "refresh_every_seconds": cfg.curriculum.refresh_every_seconds,
         "report_every_episodes": cfg.curriculum.report_every_episodes,

@@ -118,6 +118,7 @@ class _CurriculumLink:
         report_every_seconds: float | None,
         evaluation: bool,
         initial_fetch_timeout_s: float,
+        bonus_scope: np.ndarray | None = None,
     ) -> None:
         if refresh_every_episodes < 1 or report_every_episodes < 1:
             raise ValueError(
@@ -130,6 +131,10 @@ class _CurriculumLink:
         self.num_tasks = num_tasks
         self.num_items = num_items
         self.bonus_size = float(bonus_size)
+        if bonus_scope is not None and np.shape(bonus_scope) != (num_tasks, num_items):
+            raise ValueError(f"bonus_scope must be a [tasks x items] = [{num_tasks} x {num_items}] matrix, "
+                             f"got shape {np.shape(bonus_scope)}")
+        self.bonus_scope = None if bonus_scope is None else np.asarray(bonus_scope, dtype=bool)
         self.refresh_every_episodes = int(refresh_every_episodes)
         self.refresh_every_seconds = float(refresh_every_seconds)
         self.report_every_episodes = int(report_every_episodes)
@@ -167,16 +172,21 @@ class _CurriculumLink:
         self._set_bonus(distribution.bonus_items)
         self.refreshes += 1
 
-    def bonus(self, items_obtained: np.ndarray | None) -> np.ndarray | float:
-        """bonus_size x number of newly obtained items that are in the bonus set (per env)."""
+    def bonus(self, items_obtained: np.ndarray | None, task: np.ndarray | int) -> np.ndarray | float:
+        """bonus_size x number of newly obtained items in the bonus set (and, with a scope, among
+        the prerequisites of the episode's goal ``task``), per env."""
         # New items are rare per step: the cheap any() skips the product most of the time.
         if items_obtained is None or self.bonus_size == 0.0 or not items_obtained.any():
             return 0.0
-        return items_obtained @ self._bonus_weights
+        if self.bonus_scope is None:
+            return items_obtained @ self._bonus_weights
+        return np.einsum("...i,...i->...", items_obtained, self._bonus_weights[task])
 
     def _set_bonus(self, bonus_items: np.ndarray) -> None:
         self.bonus_items = np.asarray(bonus_items)
-        self._bonus_weights = self.bonus_items * self.bonus_size  # float64 weights: one matmul per step
+        # float64 weights, one product per step: [items], or [tasks x items] with a goal scope
+        weights = self.bonus_items * self.bonus_size
+        self._bonus_weights = weights if self.bonus_scope is None else self.bonus_scope * weights
 
     def finished(self, task, success, episode_return, length, items) -> None:
         """Queue finished episodes (arrays with a leading episode axis)."""
@@ -243,6 +253,8 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         evaluation: mark the reported outcomes as evaluation episodes.
         initial_fetch_timeout_s: wait this long for the first distribution at construction
             (0 = do not wait; start uniform until the first refresh).
+        bonus_scope: optional bool ``[tasks x items]``: an item earns the bonus only in episodes
+            whose goal needs it (`tasks.simon_says.goal_prerequisite_items`); None = any item.
 
     The reported `episode_return` is the environment's return without the bonus.
     """
@@ -258,6 +270,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         report_every_seconds: float | None = 10.0,
         evaluation: bool = False,
         initial_fetch_timeout_s: float = 10.0,
+        bonus_scope: np.ndarray | None = None,
     ) -> None:
         super().__init__(env)
         base = _task_family_env(env)
@@ -270,7 +283,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         self.link = _CurriculumLink(
             client, self.num_tasks, self.num_items, bonus_size, refresh_every_episodes,
             refresh_every_seconds, report_every_episodes, report_every_seconds, evaluation,
-            initial_fetch_timeout_s,
+            initial_fetch_timeout_s, bonus_scope,
         )
         base.set_task_sampler(self.link.sampler)
         n = env.num_envs
@@ -309,7 +322,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         items = info.get("items_obtained")
         success = info.get("success")
         env_reward = np.asarray(reward)
-        bonus = self.link.bonus(items)
+        bonus = self.link.bonus(items, self._task)
         # Accumulate for every env without masks, then restart the envs that were
         # resetting (NEXT_STEP: they returned a reset observation, not a step), which
         # discards whatever this call added for them.
@@ -367,6 +380,7 @@ class CurriculumWrapper(gym.Wrapper):
         report_every_seconds: float | None = 10.0,
         evaluation: bool = False,
         initial_fetch_timeout_s: float = 10.0,
+        bonus_scope: np.ndarray | None = None,
     ) -> None:
         super().__init__(env)
         base = _task_family_env(env)
@@ -375,7 +389,7 @@ class CurriculumWrapper(gym.Wrapper):
         self.link = _CurriculumLink(
             client, self.num_tasks, self.num_items, bonus_size, refresh_every_episodes,
             refresh_every_seconds, report_every_episodes, report_every_seconds, evaluation,
-            initial_fetch_timeout_s,
+            initial_fetch_timeout_s, bonus_scope,
         )
         base.set_task_sampler(self.link.sampler)
         self._task = 0
@@ -408,7 +422,7 @@ class CurriculumWrapper(gym.Wrapper):
             self._has_items = True
             self._items |= np.asarray(items, dtype=bool)
             if self.link.bonus_size:
-                reward = reward + float(self.link.bonus(items))
+                reward = reward + float(self.link.bonus(items, self._task))
         if terminated or truncated:
             self.link.finished(
                 np.array([self._task], np.int64), np.array([self._success]), np.array([self._return]),

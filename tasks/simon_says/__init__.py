@@ -13,6 +13,7 @@ from tasks.simon_says.envs import SimonSaysEnv, SimonSaysVectorEnv, uniform_task
 from tasks.simon_says.task_sets import (
     BACKENDS,
     UnobtainableItemError,
+    goal_prerequisite_items,
     make_task_space,
     prerequisites,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "BACKENDS",
     "ENV_ID",
     "MissingExtraError",
+    "goal_prerequisite_items",
     "SimonSaysEnv",
     "SimonSaysVectorEnv",
     "TaskSpace",

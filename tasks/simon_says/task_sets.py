@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from tasks.task_space import TaskSpace, UnknownTaskError, suggest
 
 BACKENDS: tuple[str, ...] = ("techtree", "crafter", "minerl")
@@ -75,3 +77,26 @@ def prerequisites(backend: str = "techtree") -> dict[str, frozenset[str]]:
     from tasks.simon_says.techtree_data import load_tech_tree
 
     return dict(load_tech_tree().prerequisites)
+
+
+def goal_prerequisite_items(task_names: Sequence[str], item_names: Sequence[str],
+                            backend: str = "techtree") -> np.ndarray:
+    """Bool matrix ``[task, item]``: the item is needed, directly or through other items, to
+    obtain the task's goal (its ingredients, tools, stations, fuel, and theirs); the goal
+    item itself is not included. The exploration bonus scoped to a goal uses it."""
+    direct = prerequisites(backend)
+    column = {name: i for i, name in enumerate(item_names)}
+    matrix = np.zeros((len(task_names), len(item_names)), dtype=bool)
+    for row, goal in enumerate(task_names):
+        seen: set[str] = set()
+        stack = list(direct.get(goal, ()))
+        while stack:
+            item = stack.pop()
+            if item in seen:
+                continue
+            seen.add(item)
+            stack.extend(direct.get(item, ()))
+        seen.discard(goal)
+        matrix[row, [column[i] for i in seen if i in column]] = True
+    return matrix
+
