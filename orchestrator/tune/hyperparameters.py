@@ -146,8 +146,8 @@ def _show(values: dict[str, Any]) -> str:
     return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in values.items()) + "}"
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else str(value)
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, list) else str(value)
 
 
 def tune_sampler(spec: dict[str, Any]) -> Any:
@@ -265,12 +265,14 @@ def results_table(ranked: list[dict[str, Any]], keys: list[str], objective: str)
     from rich.table import Table
 
     table = Table(title=f"mto tune: trials by {objective} on fresh episodes")
-    columns = ["rank", "trial", *keys, objective] + (["mean_success"] if objective != "mean_success" else []) + ["status"]
+    short = [k.rsplit(".", 1)[-1] for k in keys]  # rl.entropy_coeff -> entropy_coeff, where that names one key
+    headers = short if len(set(short)) == len(short) else keys
+    columns = ["rank", "trial", *headers, objective] + (["mean_success"] if objective != "mean_success" else []) + ["status"]
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i < 2 else "right")
+        table.add_column(col, justify="left" if i < 2 else "right", overflow="fold")  # narrow terminals: wrap, never cut
     for t in ranked:
         scores = [t.get(objective), *([t.get("mean_success")] if objective != "mean_success" else [])]
-        table.add_row(str(t["rank"]), str(t["trial"]), *[_fmt(t["values"][k]) for k in keys],
+        table.add_row(str(t["rank"]), str(t["trial"]), *[_fmt(t["values"][k], 3) for k in keys],
                       *["-" if s is None else f"{s:.4g}" for s in scores], t["status"])
     return table
 
