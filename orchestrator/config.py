@@ -127,6 +127,11 @@ class RLConfig(_Section):
         description="torch threads of a learner in the driver (num_learners=0); null = CPUs left over by the EnvRunners",
     )
     rollout_fragment_length: int | Literal["auto"] = Field("auto", description="steps per env per sample call")
+    lean_connectors: bool = Field(
+        False,
+        description="EnvRunner connectors: one np.stack in, one categorical draw out (Box or Dict-of-Box obs, Discrete "
+                    "actions, stateless model) instead of RLlib's default per-episode pipelines",
+    )
     train_batch_size: int = Field(4096, ge=1, description="env steps per learner per iteration")
     minibatch_size: int = Field(512, ge=1, description="SGD minibatch size")
     num_epochs: int = Field(4, ge=1, description="passes over each train batch")

@@ -136,6 +136,16 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
         .debugging(seed=cfg.seed, log_level="ERROR", log_sys_usage=False)
         .reporting(metrics_num_episodes_for_smoothing=100)
     )
+    if rl.lean_connectors:
+        from orchestrator.rl.connectors import LeanSingleAgentEnvRunner, lean_env_to_module, lean_module_to_env
+
+        ppo = ppo.env_runners(
+            env_runner_cls=LeanSingleAgentEnvRunner,
+            env_to_module_connector=lean_env_to_module,
+            module_to_env_connector=lean_module_to_env,
+            add_default_connectors_to_env_to_module_pipeline=False,
+            add_default_connectors_to_module_to_env_pipeline=False,
+        )
     if affinity_every and cfg.model.architecture == "mlp":
         raise ValueError("task affinity is measured on a multi-task architecture's shared parameters; "
                          "model.architecture 'mlp' has no task structure (use e.g. shared_bottom)")
