@@ -82,6 +82,15 @@ def _ppo_batch(module) -> dict:
     }
 
 
+def _task_gradient(learner, module, batch, rows) -> torch.Tensor:
+    """RLlib's own PPO loss on ``rows`` of the batch, differentiated w.r.t. the shared parameters."""
+    mid = "default_policy"
+    loss = PPOTorchLearner.compute_loss_for_module(
+        learner, module_id=mid, config=learner.config.get_config_for_module(mid),
+        batch={**batch, Columns.LOSS_MASK: rows}, fwd_out=module.forward_train(batch))
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(module.network.shared_parameters()))])
+
+
 def test_learner_gradient_is_mgda_of_per_task_ppo_losses(mgda_learner):
     config, learner = mgda_learner
     mid = "default_policy"
@@ -92,15 +101,7 @@ def test_learner_gradient_is_mgda_of_per_task_ppo_losses(mgda_learner):
 
     # Expected: RLlib's own PPO loss on each task's rows, its gradient on the shared
     # parameters, and the two-task min-norm point in closed form.
-    per_task = []
-    for t in range(NUM_TASKS):
-        fwd = module.forward_train(batch)
-        loss_t = PPOTorchLearner.compute_loss_for_module(
-            learner, module_id=mid, config=learner.config.get_config_for_module(mid),
-            batch={**batch, Columns.LOSS_MASK: task == t}, fwd_out=fwd)
-        g = torch.autograd.grad(loss_t, shared)
-        per_task.append(torch.cat([x.reshape(-1) for x in g]).double())
-    g1, g2 = per_task
+    g1, g2 = (_task_gradient(learner, module, batch, task == t).double() for t in range(NUM_TASKS))
     assert float(g1 @ g2) < 0, "test premise: the task gradients conflict"
     alpha = float(((g2 - g1) @ g2) / ((g1 - g2) @ (g1 - g2)))
     alpha = min(max(alpha, 0.0), 1.0)
@@ -236,11 +237,7 @@ def test_learner_drops_a_task_whose_loss_overflows_and_counts_it(mgda_learner):
     # (an inf or nan in any row would reach every task's gradient through RLlib's masked mean: 0 * inf).
     batch[Postprocessing.ADVANTAGES] = torch.where(task == 1, torch.tensor(3e38), batch[Postprocessing.ADVANTAGES])
     shared = list(module.network.shared_parameters())
-    fwd = module.forward_train(batch)
-    loss_0 = PPOTorchLearner.compute_loss_for_module(
-        learner, module_id=mid, config=learner.config.get_config_for_module(mid),
-        batch={**batch, Columns.LOSS_MASK: task == 0}, fwd_out=fwd)
-    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_0, shared)])
+    expected = _task_gradient(learner, module, batch, task == 0)
 
     total = learner.compute_loss_for_module(module_id=mid, config=learner.config.get_config_for_module(mid),
                                             batch=batch, fwd_out=module.forward_train(batch))
