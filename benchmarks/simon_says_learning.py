@@ -72,7 +72,6 @@ def main() -> None:
 
     import mlflow
     import ray
-    from mlflow.tracking import MlflowClient
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from orchestrator.cli import run_training
@@ -98,7 +97,8 @@ def main() -> None:
                 summary = run_training(args.config, tuple(overrides), live=False)
                 wall = time.perf_counter() - t0
                 cfg = load_config(args.config, overrides)
-                depth = dict(zip(resolve_task_space(cfg).names, resolve_task_space(cfg).depth or ()))
+                space = resolve_task_space(cfg)
+                depth = dict(zip(space.names, space.depth or ()))
                 module = RLModule.from_checkpoint(str(Path(summary.checkpoint) / MODULE_SUBDIR))
                 success = evaluate_policy(module, cfg, args.eval_episodes, greedy=False, seed=10_000 + seed)
                 mastered = sorted(t for t, s in success.items() if s >= cfg.training.mastery_threshold)

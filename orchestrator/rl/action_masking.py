@@ -38,8 +38,18 @@ def masked_logits(logits: Any, obs: Any) -> Any:
     return mask_logits(logits, obs[ACTION_MASK]) if isinstance(obs, dict) else logits
 
 
-class MaskedObservations:
-    """Mixin for a torch RLModule: forward passes and values on ``obs["observations"]``; logits masked."""
+class ActionMaskedPPOModule(DefaultPPOTorchRLModule):
+    """RLlib's default PPO module (MLP encoder, pi and vf heads) behind the action mask: forward
+    passes and values on ``obs["observations"]``, logits masked with ``obs["action_mask"]``."""
+
+    def __init__(self, *args, observation_space: gym.Space | None = None, **kwargs) -> None:
+        # The catalog sizes the encoder from the observation space: give it the network's input.
+        self._space_with_mask = observation_space
+        super().__init__(*args, observation_space=unmasked_space(observation_space), **kwargs)
+
+    def setup(self) -> None:
+        super().setup()
+        self.observation_space = self._space_with_mask  # what RLlib checks env observations against
 
     def _masked_forward(self, forward, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         obs = batch[Columns.OBS]
@@ -55,16 +65,3 @@ class MaskedObservations:
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None):
         return super().compute_values({**batch, Columns.OBS: flat_observations(batch[Columns.OBS])}, embeddings)
-
-
-class ActionMaskedPPOModule(MaskedObservations, DefaultPPOTorchRLModule):
-    """RLlib's default PPO module (MLP encoder, pi and vf heads) behind the action mask."""
-
-    def __init__(self, *args, observation_space: gym.Space | None = None, **kwargs) -> None:
-        # The catalog sizes the encoder from the observation space: give it the network's input.
-        self._space_with_mask = observation_space
-        super().__init__(*args, observation_space=unmasked_space(observation_space), **kwargs)
-
-    def setup(self) -> None:
-        super().setup()
-        self.observation_space = self._space_with_mask  # what RLlib checks env observations against
