@@ -96,6 +96,7 @@ def run_training(
     The config is fully validated before anything is started or written. Returns a `TrainingSummary`.
     """
     from orchestrator.config import load_config
+    from orchestrator.rl.validation import check_rllib_config
     from orchestrator.runs.run_folder import TrainerState, locate_resume
     from orchestrator.runs.session import training_run
     from orchestrator.runs.tracking import resolve_tracking_uri
@@ -103,17 +104,23 @@ def run_training(
     if resume is None:
         assert config_path is not None
         cfg = load_config(config_path, overrides)
-        if cfg.offline is not None:  # offline RL: CQL over a collected dataset, no RLlib
-            from orchestrator.offline.training import train_offline
+        if cfg.offline is not None:  # a missing or mismatched dataset stops here, before a run folder exists
+            from orchestrator.offline.training import load_offline_dataset
 
-            return train_offline(cfg, live=live, address=address)
+            load_offline_dataset(cfg)
+        check_rllib_config(cfg, config_path)
         tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)
         run_path, state = None, TrainerState()
     else:
         cfg, tracking_uri, run_path, state = locate_resume(resume, config_path, overrides, run_dir)
+        check_rllib_config(cfg, f"--resume {resume}")
 
     with training_run(cfg, tracking_uri, run_path, state, address) as run_path:
-        if cfg.is_supervised:
+        if cfg.offline is not None:  # offline RL: CQL over a collected dataset on Ray Train, no RLlib
+            from orchestrator.offline.training import train_offline
+
+            summary = train_offline(cfg, run_path, state, live)
+        elif cfg.is_supervised:
             from orchestrator.supervised.run import run_supervised
 
             summary = run_supervised(cfg, run_path, state, live)
@@ -168,7 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "check":
             from orchestrator.config import load_config
 
+            from orchestrator.rl.validation import check_rllib_config
+
             cfg = load_config(args.config, tuple(args.overrides))
+            check_rllib_config(cfg, args.config)
             print(f"{args.config}: ok ({cfg.name})")
     except ConfigError as exc:
         print(f"mto {args.command}: {exc}", file=sys.stderr)

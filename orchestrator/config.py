@@ -345,10 +345,45 @@ def config_from_dict(data: dict[str, Any], source: str, overrides: Sequence[str]
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read a YAML experiment file, apply `--set` overrides, validate everything.
+    _make_paths_absolute(cfg)
 
     Raises `ConfigError` naming the file and the field path on any problem.
     """
     path = Path(path)
+def _absolute(path: str) -> str:
+    """A local path made absolute against the working directory; URIs (s3://, gs://, file://...) unchanged."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def _make_paths_absolute(cfg: ExperimentConfig) -> None:
+    """Resolve every local path of the config here, on the driver, against the directory `mto` runs in.
+
+    Ray Train workers, Tune trials, tasks and actors run in working directories of their own, where
+    a relative path names another place (or nothing); the config they receive must not depend on it.
+    """
+    cfg.run_dir = _absolute(cfg.run_dir)
+    if cfg.task.dataset is not None:
+        cfg.task.dataset = _absolute(cfg.task.dataset)
+    for key, value in cfg.task.dataset_params.items():
+        if key.endswith(("_path", "_dir")) and isinstance(value, str):
+            cfg.task.dataset_params[key] = _absolute(value)
+    if cfg.tune.storage_path is not None:
+        cfg.tune.storage_path = _absolute(cfg.tune.storage_path)
+    if cfg.tracking.tracking_uri is not None and cfg.tracking.tracking_uri.startswith("sqlite:///"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(cfg.tracking.tracking_uri).database
+        if database and database != ":memory:":
+            cfg.tracking.tracking_uri = f"sqlite:///{_absolute(database)}"
+    if cfg.offline is not None:
+        cfg.offline.dataset = _absolute(cfg.offline.dataset)
+        for source in cfg.offline.behaviour:
+            if source.checkpoint is not None:
+                source.checkpoint = _absolute(source.checkpoint)
+
+
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:

@@ -1,6 +1,6 @@
 """Offline `mto train`: discrete CQL over a collected dataset with data sharing, as a Ray Train worker.
 
-`train_offline(cfg)` trains one task-conditioned discrete CQL network on the dataset, building
+`train_offline(cfg, run_path, state)` trains one task-conditioned discrete CQL network on the dataset, building
 each batch with the configured data-sharing mode (`cds` recomputes its rule with the current Q
 every step), evaluates the greedy policy online per task, and logs per-task success and the
 task x task sharing matrix to MLflow.
@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from curricula.data_sharing import share_transitions
-from orchestrator.config import ConfigError, ExperimentConfig, flatten, resolve_task_space
+from orchestrator.config import ConfigError, ExperimentConfig, resolve_task_space
 from orchestrator.offline.collection import offline_section
 from orchestrator.offline.config import OfflineConfig
 from tasks.simon_says.relabel import relabel
@@ -267,64 +267,46 @@ def _offline_train_worker(config: dict[str, Any]) -> None:
     train.report({"mean_success": result["mean_success"]})
 
 
-def _fit_on_ray_train(cfg: ExperimentConfig, run_path: Path, tracking_uri: str, run_id: str,
-                      address: str | None) -> dict[str, Any]:
-    """Run `run_offline` as a one-worker Ray Train `TorchTrainer` (on a GPU when the config or cluster has one)."""
+def _fit_on_ray_train(cfg: ExperimentConfig, run_path: Path, tracking_uri: str, run_id: str) -> dict[str, Any]:
+    """Run `run_offline` as a one-worker Ray Train `TorchTrainer` (on a GPU when the config or cluster has one),
+    on the Ray that `training_run` connected. Every path handed to the worker is absolute (it runs elsewhere)."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from orchestrator.runs.session import connect_ray
-
     offline = offline_section(cfg)
-    started_ray = connect_ray(address)
-    try:
-        use_gpu = offline.device == "cuda" or (offline.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
-        trainer = TorchTrainer(
-            _offline_train_worker,
-            train_loop_config={"cfg": cfg.to_dict(), "run_path": str(run_path), "tracking_uri": tracking_uri,
-                               "run_id": run_id},
-            scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu),
-            run_config=RunConfig(name="offline", storage_path=str(run_path / "ray_train")),
-        )
-        trainer.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
+    run_path = run_path.resolve()
+    use_gpu = offline.device == "cuda" or (offline.device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+    trainer = TorchTrainer(
+        _offline_train_worker,
+        train_loop_config={"cfg": cfg.to_dict(), "run_path": str(run_path), "tracking_uri": tracking_uri,
+                           "run_id": run_id},
+        scaling_config=ScalingConfig(num_workers=1, use_gpu=use_gpu),
+        run_config=RunConfig(name="offline", storage_path=str(run_path / "ray_train")),
+    )
+    trainer.fit()
     return json.loads((run_path / RESULT_FILE).read_text())
 
 
-def train_offline(cfg: ExperimentConfig, live: bool | None = None, address: str | None = None):
-    """`mto train` for a config with an `offline` section: a new run folder and MLflow run, CQL training,
-    online evaluation; returns the same `TrainingSummary` as RL runs (``iterations`` = gradient steps)."""
+def train_offline(cfg: ExperimentConfig, run_path: Path, state, live: bool | None = None):
+    """`mto train` for a config with an `offline` section, inside `training_run` (which opened the run
+    folder and the MLflow run): CQL training on Ray Train, online evaluation; returns the same
+    `TrainingSummary` as RL runs (``iterations`` = gradient steps)."""
     import mlflow
-    import yaml
 
     from orchestrator.runs.progress import console, task_table
-    from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, ensure_experiment, log_params_safe, resolve_tracking_uri
-    from orchestrator.runs.run_folder import TrainingSummary, new_run_path
+    from orchestrator.runs.run_folder import TrainingSummary
 
     offline = offline_section(cfg)
-    load_offline_dataset(cfg)  # a missing or mismatched dataset stops here, before a run folder exists
-    tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment_id = ensure_experiment(cfg.tracking.experiment, tracking_uri, cfg.run_dir)
-    run_path = new_run_path(cfg)
-    (run_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name or run_path.name) as active:
-        mlflow.set_tags({RUN_PATH_TAG: str(run_path), "mto.config_name": cfg.name, "mto.kind": "offline",
-                         "mto.sharing": offline.sharing})
-        log_params_safe(flatten(cfg.to_dict()))
-        mlflow.log_artifact(str(run_path / CONFIG_ARTIFACT))
-        console.print(f"[bold]run[/] {run_path.name}  [bold]mlflow[/] {tracking_uri}  run_id={active.info.run_id}")
-        result = _fit_on_ray_train(cfg, run_path, tracking_uri, active.info.run_id, address)
+    tracking_uri = mlflow.get_tracking_uri()
+    result = _fit_on_ray_train(cfg, run_path, tracking_uri, state.mlflow_run_id)
     threshold = cfg.training.mastery_threshold
     success = result["success_rate"]
     rows = [(n, s, "yes" if s >= threshold else "") for n, s in success.items()]
     console.print(task_table(f"Per-task success (offline CQL, sharing={offline.sharing}, "
                              f"{offline.eval_episodes_per_task} greedy episodes each)", rows, ["task", "success_rate", "mastered"]))
     console.print(f"mean success {result['mean_success']:.3f}")
-    return TrainingSummary(run_id=active.info.run_id, run_path=run_path, tracking_uri=tracking_uri,
+    return TrainingSummary(run_id=state.mlflow_run_id, run_path=run_path, tracking_uri=tracking_uri,
                            iterations=offline.gradient_steps, env_steps=0, success_rate=success,
                            mastered=[n for n, s in success.items() if s >= threshold], checkpoint=result["checkpoint"])
 

@@ -15,7 +15,15 @@ import yaml
 from orchestrator.config import ExperimentConfig, flatten
 from orchestrator.runs.progress import console
 from orchestrator.runs.run_folder import STATE_FILE, TrainerState, new_run_path
-from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, ensure_experiment, log_params_safe
+from orchestrator.runs.tracking import (
+    CONFIG_ARTIFACT,
+    RUN_PATH_TAG,
+    ensure_experiment,
+    inherited_parent_run_id,
+    log_params_safe,
+    start_new_run,
+    tracking_client,
+)
 
 
 def connect_ray(address: str | None) -> bool:
@@ -30,28 +38,40 @@ def connect_ray(address: str | None) -> bool:
     return True
 
 
+def run_tags(cfg: ExperimentConfig, run_path: Path) -> dict[str, str]:
+    """The tags that let `mto eval/report/train --resume` find a run's folder and kind."""
+    kind = "offline" if cfg.offline is not None else "supervised" if cfg.is_supervised else "rl"
+    tags = {RUN_PATH_TAG: str(run_path), "mto.config_name": cfg.name, "mto.kind": kind}
+    if cfg.offline is not None:
+        tags["mto.sharing"] = cfg.offline.sharing
+    return tags
+
+
 @contextmanager
 def training_run(cfg: ExperimentConfig, tracking_uri: str, run_path: Path | None, state: TrainerState,
                  address: str | None) -> Iterator[Path]:
     """Open (or reopen, when ``state`` names one) the MLflow run and connect Ray; yields the run folder.
 
-    A new run gets its folder, its config file, its tags and params before anything trains.
+    A new run gets its folder, its config file, its tags and params before anything trains. The
+    product opens only the run it creates here or the one ``state`` names: an inherited
+    ``MLFLOW_RUN_ID`` becomes the new run's parent (see `start_new_run`), never the run itself.
     """
     mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = ensure_experiment(cfg.tracking.experiment, tracking_uri, cfg.run_dir)
+    # Out of the environment before anything (or any Ray worker) could reopen it; checked before a folder exists.
+    inherited_parent_run_id(None if state.mlflow_run_id else tracking_client(tracking_uri))
     if run_path is None:
         run_path = new_run_path(cfg)
         (run_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    experiment_id = ensure_experiment(cfg.tracking.experiment, tracking_uri, cfg.run_dir)
     started_ray = connect_ray(address)
     active = None
     try:
         if state.mlflow_run_id:
             active = mlflow.start_run(run_id=state.mlflow_run_id)
         else:
-            active = mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name or run_path.name)
+            active = start_new_run(tracking_client(tracking_uri), experiment_id, cfg.tracking.run_name or run_path.name,
+                                   run_tags(cfg, run_path))
             state.mlflow_run_id = active.info.run_id
-            kind = "supervised" if cfg.is_supervised else "rl"
-            mlflow.set_tags({RUN_PATH_TAG: str(run_path), "mto.config_name": cfg.name, "mto.kind": kind})
             log_params_safe(flatten(cfg.to_dict()))
             mlflow.log_artifact(str(run_path / CONFIG_ARTIFACT))
             state.save(run_path / STATE_FILE)

@@ -45,7 +45,15 @@ from ray.tune import Callback
 
 from orchestrator.config import ConfigError, ExperimentConfig, flatten, load_config
 from orchestrator.runs.progress import console, task_table
-from orchestrator.runs.tracking import ensure_experiment, log_params_safe, resolve_tracking_uri
+from orchestrator.runs.tracking import (
+    ensure_experiment,
+    inherited_parent_run_id,
+    log_params_safe,
+    resolve_tracking_uri,
+    search_runs_equal,
+    start_new_run,
+    tracking_client,
+)
 
 SEARCH_STATE = "search_state.json"
 GROUPS_ARTIFACT = "groups.yaml"
@@ -305,7 +313,7 @@ def _trial_metrics(result) -> dict[str, float]:
 def _log_nested(client: MlflowClient, experiment_id: str, parent_id: str, kind: str, run_name: str,
                 params: dict[str, Any], result, status: str = "FINISHED") -> str:
     """One nested MLflow run per Tune trial: its params, per-report metric history and final metrics."""
-    existing = client.search_runs([experiment_id], f"tags.`mto.trial_id` = '{result.path}'", max_results=1)
+    existing = search_runs_equal(client, [experiment_id], "tags.`mto.trial_id`", result.path, max_results=1)
     if existing:  # logged before an interruption
         return existing[0].info.run_id
     run = client.create_run(experiment_id, run_name=run_name, tags={"mlflow.parentRunId": parent_id, "mto.kind": kind,
@@ -352,6 +360,8 @@ def _prepare(config_path: str | Path, overrides: tuple[str, ...], kind: str, res
         search_path = previous[-1]
         state = json.loads((search_path / SEARCH_STATE).read_text())
     else:
+        # An inherited MLFLOW_RUN_ID that is not a run of our store stops here, before a folder exists.
+        inherited_parent_run_id(tracking_client(resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)))
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         search_path = storage / f"{prefix}{stamp}-{uuid.uuid4().hex[:6]}"
         search_path.mkdir(parents=True)
@@ -387,9 +397,9 @@ def _start_parent(cfg: ExperimentConfig, kind: str, search_path: Path, state: di
     if state.get("parent_run_id"):
         active = mlflow.start_run(run_id=state["parent_run_id"])
     else:
-        active = mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name or search_path.name)
+        active = start_new_run(tracking_client(tracking_uri), experiment_id, cfg.tracking.run_name or search_path.name,
+                               {"mto.kind": kind, "mto.config_name": cfg.name, "mto.search_path": str(search_path)})
         state["parent_run_id"] = active.info.run_id
-        mlflow.set_tags({"mto.kind": kind, "mto.config_name": cfg.name, "mto.search_path": str(search_path)})
         log_params_safe(flatten(cfg.to_dict()))
         _save_state(search_path, state)
     console.print(f"[bold]{kind}[/] {search_path}  [bold]mlflow[/] {tracking_uri}  run_id={active.info.run_id}")
