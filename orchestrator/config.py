@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from orchestrator.offline.config import OfflineConfig
+from orchestrator.rl.sac_config import SACConfig
 from orchestrator.tune.config import TuneConfig
 
 
@@ -53,9 +54,11 @@ class _Section(BaseModel):
 class TaskConfig(_Section):
     """What to train on."""
 
-    family: Literal["simon_says", "multi_digit", "grouped_regression", "pareto_toy"] = Field(
-        "simon_says", description="simon_says: RL with RLlib; the others: supervised multi-task datasets on Ray Train"
+    family: Literal["simon_says", "metaworld", "multi_digit", "grouped_regression", "pareto_toy"] = Field(
+        "simon_says", description="simon_says (PPO) and metaworld (SAC, extra mto[metaworld]): RL with RLlib; the "
+        "others: supervised multi-task datasets on Ray Train"
     )
+    task_set: Literal["MT10", "MT50"] = Field("MT10", description="metaworld: the benchmark's task set")
     dataset: str | None = Field(
         None, description="supervised: a Parquet dataset file; null = generate it into the run folder"
     )
@@ -116,7 +119,8 @@ class BonusConfig(_Section):
 class RLConfig(_Section):
     """RLlib (new API stack) PPO and its actors."""
 
-    algorithm: Literal["PPO"] = Field("PPO", description="RLlib algorithm")
+    algorithm: Literal["PPO", "SAC"] = Field(
+        "PPO", description="RLlib algorithm: PPO (simon_says) or SAC (metaworld; settings in the sac section)")
     num_env_runners: int = Field(1, ge=0, description="EnvRunner actors (0 = sample in the driver)")
     num_envs_per_env_runner: int = Field(64, ge=1, description="environments stepped as one numpy vector env per runner")
     num_cpus_per_env_runner: float = Field(1.0, gt=0, description="CPUs reserved per EnvRunner")
@@ -156,7 +160,8 @@ class ModelConfig(_Section):
 
     hidden: list[int] = Field(default_factory=lambda: [256, 256], min_length=1, description="hidden layer sizes")
     activation: Literal["relu", "tanh", "silu"] = Field("relu", description="hidden activation (mlp only)")
-    architecture: Literal["mlp", "shared_bottom", "separate_bottom", "model_patch", "soft_modular", "independent"] = Field(
+    architecture: Literal["mlp", "shared_bottom", "separate_bottom", "model_patch", "soft_modular", "independent",
+                          "care"] = Field(
         "mlp", description="mlp: RLlib's default network (task id as input); others: multi-task networks from `policies`"
     )
     architecture_params: dict[str, Any] = Field(default_factory=dict, description="knobs of the architecture")
@@ -216,6 +221,7 @@ class ExperimentConfig(_Section):
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     bonus: BonusConfig = Field(default_factory=BonusConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
+    sac: SACConfig = Field(default_factory=SACConfig, description="RLlib SAC settings (rl.algorithm: SAC)")
     model: ModelConfig = Field(default_factory=ModelConfig)
     supervised: SupervisedConfig = Field(default_factory=SupervisedConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -234,7 +240,7 @@ class ExperimentConfig(_Section):
     @property
     def is_supervised(self) -> bool:
         """True for the supervised dataset families (Ray Train), False for RL (RLlib)."""
-        return self.task.family != "simon_says"
+        return self.task.family not in ("simon_says", "metaworld")
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain data, with YAML key names."""
@@ -412,6 +418,12 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
         _check_groups(cfg, source, supervised_task_names(cfg))
         return
 
+    if cfg.task.family == "metaworld" or cfg.rl.algorithm == "SAC":
+        from orchestrator.rl.sac_config import sac_setting_error
+
+        problem = sac_setting_error(cfg)
+        if problem:
+            raise ConfigError(f"{source}: {problem[0]}: {problem[1]}")
     if cfg.model.combiner == "pareto_mtl":
         raise ConfigError(
             f"{source}: model.combiner: pareto_mtl places a solution by the direction of the vector of (positive) "
@@ -526,6 +538,11 @@ def _check_network(cfg: ExperimentConfig, source: str, num_tasks: int) -> None:
 
 def resolve_task_space(cfg: ExperimentConfig):
     """The `TaskSpace` the config trains on (task list and depth filter applied)."""
+    if cfg.task.family == "metaworld":
+        from tasks.metaworld import make_task_space as metaworld_task_space, require_metaworld
+
+        require_metaworld()  # a missing extra is reported when the config loads, naming the extra
+        return metaworld_task_space(cfg.task.task_set, cfg.task.tasks)
     from tasks.simon_says import make_task_space
 
     space = make_task_space(cfg.task.tasks, backend=cfg.task.backend)
@@ -537,6 +554,8 @@ def resolve_task_space(cfg: ExperimentConfig):
 
 def resolve_item_names(cfg: ExperimentConfig) -> tuple[str, ...]:
     """The inventory vocabulary of the backend (every obtainable item; a superset of the tasks)."""
+    if cfg.task.family == "metaworld":
+        return ()  # Meta-World tasks have no items
     from tasks.simon_says import make_task_space
 
     return make_task_space(None, backend=cfg.task.backend).names

@@ -2,7 +2,7 @@
 
 - ``build_network(name, input_dim, output_dim, num_tasks, hidden=..., **knobs)``
   builds one of ``SharedBottom``, ``SeparateBottom``, ``ModelPatch``,
-  ``SoftModular``, ``Independent``.
+  ``SoftModular``, ``Independent``, ``CARE``.
 - ``build_combiner(name, num_tasks, **params)`` builds ``sum``, ``pcgrad``,
   ``mgda`` or ``pareto_mtl``.
 - ``apply_multitask_backward(model, task_losses, combiner, allreduce=None)``
@@ -12,6 +12,7 @@
 
 from policies.architectures import (
     ARCHITECTURES,
+    CARE,
     Independent,
     ModelPatch,
     MultiTaskNetwork,
@@ -37,6 +38,7 @@ from policies.combiners import (
 
 __all__ = [
     "ARCHITECTURES",
+    "CARE",
     "COMBINERS",
     "GradientCombiner",
     "Independent",

@@ -80,6 +80,9 @@ def env_config_for(cfg: ExperimentConfig, task_names: list[str], actor_name: str
     """The plain-data env config every EnvRunner receives."""
     return {
         "tasks": list(task_names),
+        "family": cfg.task.family,
+        "task_set": cfg.task.task_set,
+        "benchmark_seed": cfg.seed,  # Meta-World's goal variations; `mto eval` draws the same ones
         "horizon": cfg.task.horizon,
         "backend": cfg.task.backend,
         "action_mask": cfg.task.action_mask,
@@ -161,7 +164,7 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
         num_tasks = len(env_config["tasks"])
         ppo = ppo.rl_module(
             rl_module_spec=multitask_rl_module_spec(
-                cfg.model.architecture, cfg.model.hidden, num_tasks, cfg.model.architecture_params
+                cfg.model.architecture, cfg.model.hidden, num_tasks, architecture_params(cfg, env_config["tasks"])
             )
         ).training(
             learner_class=MultiTaskPPOLearner,
@@ -175,6 +178,16 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
             },
         )
     return ppo
+
+
+def architecture_params(cfg: ExperimentConfig, task_names) -> dict[str, Any]:
+    """``model.architecture_params``, plus CARE's task metadata (a sentence per task, encoded once)."""
+    params = dict(cfg.model.architecture_params)
+    if cfg.model.architecture == "care" and "metadata" not in params:
+        from orchestrator.rl.task_metadata import task_metadata
+
+        params["metadata"] = task_metadata(cfg, list(task_names)).tolist()
+    return params
 
 
 def local_learner_threads(cfg: ExperimentConfig, cpus: int | None = None) -> int:
@@ -203,6 +216,12 @@ def build_algorithm(cfg: ExperimentConfig, env_config: dict[str, Any], cpus: int
         import torch
 
         torch.set_num_threads(local_learner_threads(cfg, cpus))
+    if cfg.rl.algorithm == "SAC":
+        if learner.get("affinity_every"):
+            raise ValueError("task affinity is measured inside the PPO learner; rl.algorithm SAC does not offer it")
+        from orchestrator.rl.sac import build_sac_config
+
+        return build_sac_config(cfg, env_config, architecture_params(cfg, env_config["tasks"])).build_algo()
     return build_ppo_config(cfg, env_config, **learner).build_algo()
 
 
@@ -246,11 +265,12 @@ def iteration_metrics(result: dict[str, Any]) -> dict[str, float]:
     if "episode_len_mean" in runners:
         out["episode_length_mean"] = float(runners["episode_len_mean"])
     learner = result.get(LEARNER_RESULTS, {}).get("default_policy", {})
-    for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "total_loss"):
+    for key in ("policy_loss", "vf_loss", "entropy", "mean_kl_loss", "total_loss",
+                "qf_loss", "qf_twin_loss", "alpha_loss", "alpha_value"):  # the last four: SAC
         if key in learner:
             out[f"loss/{key}"] = float(learner[key])
     for key, value in learner.items():  # per task, only in iterations where a task was dropped
-        if key.startswith("combiner/dropped_nonfinite/"):
+        if key.startswith(("combiner/dropped_nonfinite/", "alpha/")):  # alpha/<task>: SAC's per-task temperatures
             out[key] = float(value)
     return out
 

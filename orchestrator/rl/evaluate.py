@@ -34,6 +34,10 @@ def evaluation_episodes(module, cfg: ExperimentConfig, episodes: int, greedy: bo
     Returns `EpisodeOutcomes` marked `evaluation=True` (what an evaluation-mode
     curriculum measures success from), one row per episode, grouped by task.
     """
+    if cfg.task.family == "metaworld":
+        from orchestrator.rl.sac import metaworld_evaluation_episodes
+
+        return metaworld_evaluation_episodes(module, cfg, episodes, greedy, seed)
     import torch
 
     from curricula import EpisodeOutcomes

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Sequence
 
 from policies.architectures.base import InputDim, MultiTaskNetwork, route_by_task
+from policies.architectures.care import CARE
 from policies.architectures.independent import Independent
 from policies.architectures.model_patch import ModelPatch
 from policies.architectures.separate_bottom import SeparateBottom
@@ -18,6 +19,7 @@ ARCHITECTURES: dict[str, type[MultiTaskNetwork]] = {
     "model_patch": ModelPatch,
     "soft_modular": SoftModular,
     "independent": Independent,
+    "care": CARE,
 }
 
 
@@ -50,6 +52,7 @@ def build_network(
 
 __all__ = [
     "ARCHITECTURES",
+    "CARE",
     "Independent",
     "ModelPatch",
     "MultiTaskNetwork",
