@@ -94,6 +94,7 @@ class CurriculumActor:
         self.rejected_reports = 0
         self.last_rejection: str | None = None
         self.checkpoints_saved = 0
+        self.failed_checkpoints = 0
         self.restored_from: str | None = None
         self.update_seconds = 0.0  # time spent inside scheduler.update (for overhead figures)
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
@@ -121,8 +122,19 @@ class CurriculumActor:
             self._reports_since_save >= self.checkpoint_every_reports
             or time.monotonic() - self._last_save >= self.checkpoint_every_seconds
         ):
-            self.save_checkpoint()
+            self._periodic_save()
         return len(outcomes)
+
+    def _periodic_save(self) -> None:
+        """A failed periodic save (full disk) must not fail the report: the batch is already
+        absorbed, and an error here would crash the EnvRunner that sent it. The previous file
+        stays intact (atomic write); the next report tries again."""
+        try:
+            self.save_checkpoint()
+        except OSError as err:
+            self.failed_checkpoints += 1
+            self._last_save = time.monotonic()  # retry after another interval, not on every report
+            log.warning("curriculum checkpoint %s not written (%s); the previous one is intact", self.checkpoint_path, err)
 
     def distribution(self, known_version: int = -1) -> CurriculumDistribution | None:
         """The current distribution, or None when its version equals `known_version`."""
@@ -139,6 +151,7 @@ class CurriculumActor:
         metrics["actor/reports"] = float(self.reports)
         metrics["actor/rejected_reports"] = float(self.rejected_reports)
         metrics["actor/checkpoints_saved"] = float(self.checkpoints_saved)
+        metrics["actor/failed_checkpoints"] = float(self.failed_checkpoints)
         metrics["actor/restored"] = float(self.restored_from is not None)
         metrics["actor/update_seconds"] = self.update_seconds
         return metrics

@@ -4,8 +4,12 @@ MLflow every iteration, checkpointed, resumable; `groups:` trains one such run p
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -20,8 +24,15 @@ from orchestrator.config import (
     resolve_item_names,
     resolve_task_space,
 )
+from orchestrator.runs.checkpoints import (
+    TrainingInterrupted,
+    checkpoint_dirs,
+    checkpoint_name,
+    staging_dir,
+    write_manifest,
+)
 from orchestrator.runs.progress import TrainingProgress, console, task_table
-from orchestrator.runs.run_folder import GROUPS_TAG, STATE_FILE, TrainerState, TrainingSummary
+from orchestrator.runs.run_folder import GROUPS_TAG, STATE_FILE, TrainerState, TrainingSummary, checked_resume_state
 from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, log_metrics_safe, log_params_safe
 
 KEEP_CHECKPOINTS = 2
@@ -73,23 +84,74 @@ def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: Trai
     return actor, algo
 
 
-def _save_checkpoint(algo, actor, run_path: Path, state: TrainerState) -> None:
+def _save_checkpoint(algo, actor, run_path: Path, state: TrainerState) -> bool:
+    """Checkpoint policy + curriculum + driver state as ``checkpoints/iter_N``; True if written.
+
+    Everything is assembled in a hidden staging folder and renamed into place at the end, so
+    a failed write (full disk, dead actor) leaves no half checkpoint and the previous one
+    intact; the failure is reported and training goes on (the next checkpoint retries).
+    """
     import ray
 
     from orchestrator.rl.algorithm import flush_curriculum_reports
 
-    ckpt = run_path / "checkpoints" / f"iter_{state.iteration:06d}"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    algo.save_to_path(str(ckpt / "algorithm"))
-    flush_curriculum_reports(algo)
-    ray.get(actor.save_checkpoint.remote(str(ckpt / "curriculum.pkl")))
-    state.checkpoint = str(ckpt)
-    state.save(ckpt / STATE_FILE)
-    state.save(run_path / STATE_FILE)
-    mlflow.set_tag("mto.checkpoint", str(ckpt))
-    old = sorted((run_path / "checkpoints").glob("iter_*"))[:-KEEP_CHECKPOINTS]
-    for path in old:
+    final = run_path / "checkpoints" / checkpoint_name(state.iteration)
+    staging = staging_dir(final)
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        algo.save_to_path(str(staging / "algorithm"))
+        flush_curriculum_reports(algo)
+        ray.get(actor.save_checkpoint.remote(str(staging / "curriculum.pkl")))
+        saved = replace(state, checkpoint=str(final))
+        saved.save(staging / STATE_FILE)
+        write_manifest(staging)
+        # A directory rename is atomic and refuses a non-empty target: an existing checkpoint
+        # of this iteration is never overwritten.
+        os.rename(staging, final)
+        saved.save(run_path / STATE_FILE)
+    except Exception as exc:  # noqa: BLE001 - any failure leaves the previous checkpoint as the one to resume
+        shutil.rmtree(staging, ignore_errors=True)
+        console.print(f"[red]checkpoint {final.name} not written[/] ({type(exc).__name__}: {exc}); "
+                      f"the previous checkpoint {state.checkpoint or '(none)'} is intact")
+        return False
+    state.checkpoint = str(final)
+    try:
+        mlflow.set_tag("mto.checkpoint", str(final))
+    except Exception as exc:  # noqa: BLE001 - the tracking server may be down; the folder is what resumes
+        console.print(f"[yellow]could not tag the checkpoint in MLflow[/] ({type(exc).__name__})")
+    for path in checkpoint_dirs(run_path)[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(path, ignore_errors=True)
+    return True
+
+
+class _SigtermFlag:
+    """While active, SIGTERM (`kill`, `ray job stop`, a Kubernetes pod stop) only sets ``received``;
+    the loop finishes its iteration, checkpoints and stops. Only the main thread can own signals."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+
+    def __enter__(self) -> "_SigtermFlag":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _last_logged_step(run_id: str | None) -> int:
+    """The highest iteration this MLflow run already has metrics for (0 for a new run)."""
+    if not run_id:
+        return 0
+    history = MlflowClient(mlflow.get_tracking_uri()).get_metric_history(run_id, "env_steps_total")
+    return max((m.step for m in history), default=0)
 
 
 def _curriculum_metrics(metrics: dict[str, float], task_names) -> tuple[dict[str, float], float, list[str]]:
@@ -113,14 +175,23 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
     budget = cfg.training.max_env_steps
     success: list[float] = [0.0] * len(names)
     measures_by_evaluation = cfg.curriculum.params.get("success_source", "online") == "evaluation"
-    with TrainingProgress(cfg.training.iterations, state.iteration, live) as progress:
-        while state.iteration < cfg.training.iterations and (budget is None or state.env_steps < budget):
+    # After a crash, iterations between the last checkpoint and the crash are trained again;
+    # MLflow keeps the metrics they logged the first time, so their steps are not logged twice.
+    logged_until = _last_logged_step(state.mlflow_run_id) if state.iteration else 0
+    with _SigtermFlag() as sigterm, TrainingProgress(cfg.training.iterations, state.iteration, live) as progress:
+        while (state.iteration < cfg.training.iterations and (budget is None or state.env_steps < budget)
+               and not sigterm.received):
             t0 = time.perf_counter()
             if measures_by_evaluation and ray.get(actor.evaluation_due.remote()):
                 _evaluate_for_curriculum(cfg, algo, actor, state)
             result = algo.train()
             seconds = time.perf_counter() - t0
             metrics = iteration_metrics(result)
+            # RLlib's own count of finished episodes (lifetime, restored with the checkpoint): the
+            # curriculum's per-task episode counts should add up to it (the fault matrix compares them).
+            episodes = result.get("env_runners", {}).get("num_episodes_lifetime")
+            if episodes is not None:
+                metrics["episodes_completed_total"] = float(episodes)
             state.iteration += 1
             state.env_steps += int(metrics["env_steps"])
             cur_metrics, mean_success, success = _curriculum_metrics(ray.get(actor.metrics.remote()), names)
@@ -135,14 +206,25 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
                     "items_mastered": mastered,
                 }
             )
-            log_metrics_safe(metrics, step=state.iteration)
+            if state.iteration > logged_until:
+                log_metrics_safe(metrics, step=state.iteration)
             progress.update(state.iteration, state.env_steps, metrics["env_steps_per_second"], mean_success, mastered, len(names))
             if state.iteration % cfg.training.checkpoint_every == 0:
                 _save_checkpoint(algo, actor, run_path, state)
             if state.iteration % cfg.training.plot_every == 0:
-                log_plots(state.mlflow_run_id, names, threshold)
-    if state.checkpoint is None or not state.checkpoint.endswith(f"iter_{state.iteration:06d}"):
-        _save_checkpoint(algo, actor, run_path, state)
+                _log_plots_safe(state.mlflow_run_id, names, threshold)
+    final_written = state.checkpoint is not None and state.checkpoint.endswith(checkpoint_name(state.iteration))
+    if not final_written:
+        final_written = _save_checkpoint(algo, actor, run_path, state)
+    if sigterm.received:
+        message = (f"stopped by SIGTERM after iteration {state.iteration}; "
+                   f"{'final checkpoint' if final_written else 'final checkpoint NOT written; last good one'} "
+                   f"{state.checkpoint}; continue with: mto train --resume {state.mlflow_run_id}")
+        console.print(message)
+        mlflow.end_run("KILLED")
+        raise TrainingInterrupted(message)
+    if not final_written:
+        raise RuntimeError(f"the final checkpoint was not written; the last good one is {state.checkpoint}")
     log_plots(state.mlflow_run_id, names, threshold)
     mlflow.log_artifact(str(Path(state.checkpoint) / "curriculum.pkl"), artifact_path="curriculum")
     _print_final_table(names, success, threshold)
@@ -190,7 +272,7 @@ def _train_group(cfg: ExperimentConfig, g: int, group: list[str], run_path: Path
     group_path = run_path / f"group_{g}"
     if (group_path / STATE_FILE).is_file():  # started before an interruption
         group_cfg = load_config(group_path / CONFIG_ARTIFACT)
-        group_state = TrainerState.load(group_path / STATE_FILE)
+        group_state = checked_resume_state(group_path, TrainerState.load(group_path / STATE_FILE), f"group {g}")
     else:
         group_cfg = config_for_tasks(cfg.to_dict(), group, f"groups[{g}]", name=f"{cfg.name}-group{g}", groups=None)
         group_path.mkdir(exist_ok=True)
@@ -237,6 +319,15 @@ def _evaluate_for_curriculum(cfg, algo, actor, state: TrainerState) -> None:
         algo.get_module(), cfg, cfg.curriculum.evaluation_episodes_per_task, greedy=False, seed=cfg.seed + state.iteration
     )
     ray.get(actor.report.remote(outcomes))
+
+
+def _log_plots_safe(run_id: str | None, order, mastery_threshold: float) -> None:
+    """Mid-run plots are a convenience: a full disk or an unreachable tracking server skips them
+    (with a note) instead of ending the run; the final plots are drawn at the end."""
+    try:
+        log_plots(run_id, order, mastery_threshold)
+    except Exception as exc:  # noqa: BLE001
+        console.print(f"[yellow]plots skipped this time[/] ({type(exc).__name__}: {str(exc)[:200]})")
 
 
 def log_plots(run_id: str | None, order, mastery_threshold: float) -> None:

@@ -69,7 +69,23 @@ def locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ..
         uri = resolve_tracking_uri(None, run_dir)
     run_path, state = locate_run(resume, uri, f"--resume {resume}", grouped_ok=True)
     cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
-    return cfg, uri, run_path, state
+    return cfg, uri, run_path, checked_resume_state(run_path, state, f"--resume {resume}")
+
+
+def checked_resume_state(run_path: Path, state: TrainerState, what: str) -> TrainerState:
+    """``state`` if its checkpoint is intact, else the state saved inside the newest intact
+    checkpoint (the bad ones are named and set aside); `ConfigError` when none is intact."""
+    from orchestrator.runs.checkpoints import usable_checkpoint
+
+    if not state.checkpoint:
+        return state
+    folder = usable_checkpoint(run_path, Path(state.checkpoint), what)
+    if str(folder) == state.checkpoint:
+        return state
+    saved = folder / STATE_FILE
+    chosen = TrainerState.load(saved) if saved.is_file() else TrainerState(**asdict(state))
+    chosen.checkpoint, chosen.mlflow_run_id = str(folder), state.mlflow_run_id
+    return chosen
 
 
 def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False) -> tuple[Path, TrainerState]:

@@ -1,0 +1,525 @@
+"""Fault matrix: kill every part of a running `mto train` and measure what survives.
+
+Each case starts a real local Ray head (this process owns it, with the dashboard so Ray's
+state API answers), runs `mto train` as a separate process attached to it (`--address`),
+and injects one fault the way it happens in life: a signal to the real process, found
+through Ray's state API (`ray.util.state.list_actors` / `list_jobs`), a truncated file, a
+real `mlflow server` killed and restarted, a second raylet stopped, a full tmpfs. Nothing is
+mocked. Every row is measured from the run's MLflow store and run folder afterwards.
+
+    python -m benchmarks.fault_matrix                  # every case; table + benchmarks/results/fault_matrix.json
+    python -m benchmarks.fault_matrix --cases driver_sigterm,corrupt_checkpoint --json /tmp/x.json
+
+Columns: survived (the run reached its last iteration, MLflow status FINISHED, no duplicated
+metric steps), env steps lost (sampled but not in the finished run's counts: iterations
+trained again after a resume, or an iteration's shortfall against the median one),
+episodes lost by the curriculum (RLlib's count of finished episodes minus the curriculum's;
+negative = the curriculum counted episodes RLlib never received), time to recover.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = REPO / "configs" / "smoke.yaml"
+MTO = str(Path(sys.executable).parent / "mto")
+ITER_LINE = re.compile(r"^iter (\d+)/(\d+)")
+
+
+@dataclass
+class Row:
+    """One fault's outcome, measured."""
+
+    fault: str
+    survived: bool
+    env_steps_lost: int | None
+    episodes_lost: int | None
+    recover_s: float | None
+    outcome: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cluster:
+    """A local Ray head owned by this process (stopped with it), dashboard on for the state API."""
+
+    api: str = ""
+
+    def __enter__(self) -> "Cluster":
+        import ray
+
+        port = free_port()
+        ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+                 logging_level="ERROR", namespace="fault-matrix")
+        self.address = ray.get_runtime_context().gcs_address
+        # Other Ray instances may run on this machine: the state API must ask this one.
+        Cluster.api = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        ray.shutdown()
+
+    @staticmethod
+    def actors(class_part: str, alive: bool = True) -> list[Any]:
+        """Actors whose class name contains ``class_part`` (Ray's state API)."""
+        from ray.util.state import list_actors
+
+        filters = [("state", "=", "ALIVE")] if alive else None
+        return [a for a in list_actors(address=Cluster.api, filters=filters, detail=True, limit=10_000) if class_part in a.class_name]
+
+    @staticmethod
+    def driver_pid(exclude: int) -> int:
+        """The running `mto train` driver's pid, from Ray's job table."""
+        from ray.util.state import list_jobs
+
+        for job in list_jobs(address=Cluster.api):
+            info = job.driver_info
+            if job.status == "RUNNING" and info is not None and int(info.pid) != exclude:
+                return int(info.pid)
+        raise LookupError("no running driver")
+
+
+class Train:
+    """`mto train ...` as its own process; stdout is read line by line with arrival times."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.log = log
+        self.proc = subprocess.Popen([MTO, "train", *args, "--no-live"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+        self.started = time.monotonic()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        with open(self.log, "a") as out:
+            for line in self.proc.stdout:  # type: ignore[union-attr]
+                self.lines.append((time.monotonic(), line.rstrip("\n")))
+                out.write(line)
+                out.flush()
+
+    def iterations(self) -> list[tuple[float, int]]:
+        return [(t, int(m.group(1))) for t, line in self.lines if (m := ITER_LINE.match(line))]
+
+    def wait_iteration(self, k: int, timeout: float = 300) -> float:
+        """Block until iteration ``k`` is reported; returns when it was."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for t, i in self.iterations():
+                if i >= k:
+                    return t
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                raise RuntimeError(f"mto train exited ({self.proc.returncode}) before iteration {k}:\n{self.text()[-3000:]}")
+            time.sleep(0.1)
+        raise TimeoutError(f"no iteration {k} within {timeout}s:\n{self.text()[-3000:]}")
+
+    def wait(self, timeout: float = 600) -> int:
+        rc = self.proc.wait(timeout)
+        self._reader.join(10)
+        return rc
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+
+class Case:
+    """Per-case folder, MLflow store and environment."""
+
+    def __init__(self, root: Path, name: str, tracking_uri: str | None = None) -> None:
+        self.dir = root / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = self.dir / "runs"
+        self.tracking_uri = tracking_uri or f"sqlite:///{self.dir / 'mlflow.db'}"
+        self.env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "RAY_AUTH_MODE": "disabled",
+                    "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        self.env.pop("RAY_ADDRESS", None)
+        self.logs = 0
+
+    def train(self, cluster: Cluster, *args: str, config: Path | None = SMOKE) -> Train:
+        self.logs += 1
+        head = [str(config)] if config is not None else []
+        sets = [] if config is None else ["--set", f"run_dir={self.run_dir}"]
+        return Train([*head, *sets, *args, "--address", cluster.address, "--run-dir", str(self.run_dir)],
+                     self.env, self.dir / f"train_{self.logs}.log")
+
+    def client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(self.tracking_uri)
+
+    def runs(self) -> list[Any]:
+        client = self.client()
+        ids = [e.experiment_id for e in client.search_experiments()]
+        return client.search_runs(ids, order_by=["attributes.start_time ASC"]) if ids else []
+
+    def history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in self.client().get_metric_history(run_id, key))
+
+
+def _sets(**values: Any) -> list[str]:
+    out: list[str] = []
+    for key, value in values.items():
+        out += ["--set", f"{key.replace('__', '.')}={value}"]
+    return out
+
+
+def run_facts(case: Case, run_id: str) -> dict[str, Any]:
+    """What the finished run holds: status, logged steps (duplicates?), final counts."""
+    client = case.client()
+    run = client.get_run(run_id)
+    steps = case.history(run_id, "env_steps_total")
+    step_numbers = [s for s, _ in steps]
+    metrics = run.data.metrics
+    rllib = metrics.get("episodes_completed_total")
+    # The curriculum's count from the final checkpoint (every wrapper flushed before it is
+    # written), not from the last metrics (logged before that flush).
+    run_path = Path(run.data.tags.get("mto.run_path", ""))
+    curriculum = sum(v for k, v in metrics.items() if k.startswith("episodes/"))
+    state_file = run_path / "trainer_state.json"
+    if state_file.is_file():
+        checkpoint = json.loads(state_file.read_text()).get("checkpoint")
+        if checkpoint and Path(checkpoint, "curriculum.pkl").is_file():
+            import pickle
+
+            with open(Path(checkpoint, "curriculum.pkl"), "rb") as f:
+                curriculum = float(pickle.load(f)["state"]["episodes"].sum())
+    per_iter = [b - a for (_, a), (_, b) in zip([(0, 0.0)] + steps[:-1], steps)]
+    return {
+        "status": run.info.status,
+        "steps_logged": step_numbers,
+        "duplicated_steps": len(step_numbers) - len(set(step_numbers)),
+        "env_steps_total": int(steps[-1][1]) if steps else 0,
+        "env_steps_per_iteration": [int(x) for x in per_iter],
+        "curriculum_episodes": int(curriculum),
+        "rllib_episodes": None if rllib is None else int(rllib),
+        "run_path": run.data.tags.get("mto.run_path"),
+    }
+
+
+def _episodes_lost(facts: dict[str, Any]) -> int | None:
+    return None if facts["rllib_episodes"] is None else facts["rllib_episodes"] - facts["curriculum_episodes"]
+
+
+def _shortfall(facts: dict[str, Any]) -> int:
+    """Env steps an iteration sampled less than the median iteration (work a fault threw away)."""
+    per = facts["env_steps_per_iteration"]
+    if not per:
+        return 0
+    median = statistics.median(per)
+    return int(sum(max(0.0, median - x) for x in per))
+
+
+def _finished(rc: int, facts: dict[str, Any], iterations: int) -> bool:
+    return (rc == 0 and facts["status"] == "FINISHED" and facts["duplicated_steps"] == 0
+            and facts["steps_logged"][-1:] == [iterations])
+
+
+def _wait_alive(cluster: Cluster, class_part: str, old_pid: int, timeout: float = 120) -> float | None:
+    """Seconds until an actor of that class is ALIVE again in a new process (None: never)."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if any(a.pid and a.pid != old_pid for a in cluster.actors(class_part)):
+            return time.monotonic() - start
+        time.sleep(0.2)
+    return None
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def case_envrunner_sigkill(cluster: Cluster, case: Case) -> Row:
+    """SIGKILL the EnvRunner process mid-iteration; RLlib restarts it (restart_failed_env_runners)."""
+    iterations = 8
+    train = case.train(cluster, *_sets(training__iterations=iterations, training__checkpoint_every=4))
+    train.wait_iteration(2)
+    runner = cluster.actors("EnvRunner")[0]
+    time.sleep(0.3)  # inside iteration 3's sampling
+    os.kill(runner.pid, signal.SIGKILL)
+    recover = _wait_alive(cluster, "EnvRunner", runner.pid)
+    rc = train.wait()
+    run_id = case.runs()[-1].info.run_id
+    facts = run_facts(case, run_id)
+    restarts = max((a.num_restarts for a in cluster.actors("EnvRunner", alive=False)), default=0)
+    facts.update(killed_pid=runner.pid, env_runner_restarts=restarts, rc=rc)
+    survived = _finished(rc, facts, iterations)
+    return Row("EnvRunner SIGKILLed mid-iteration", survived, _shortfall(facts), _episodes_lost(facts), recover,
+               "RLlib restarted the runner; run finished" if survived else f"run failed (rc {rc})", facts)
+
+
+def case_curriculum_actor_sigkill(cluster: Cluster, case: Case) -> Row:
+    """SIGKILL the CurriculumActor; Ray restarts it (max_restarts) from its own checkpoint file."""
+    iterations = 8
+    train = case.train(cluster, *_sets(training__iterations=iterations, training__checkpoint_every=4,
+                                       curriculum__checkpoint_every_seconds=2))
+    train.wait_iteration(3)
+    actor = cluster.actors("CurriculumActor")[0]
+    os.kill(actor.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    recover = _wait_alive(cluster, "CurriculumActor", actor.pid)
+    iteration_after = next((i for t, i in train.iterations() if t > killed_at), None)
+    rc = train.wait()
+    run_id = case.runs()[-1].info.run_id
+    facts = run_facts(case, run_id)
+    restored = case.history(run_id, "actor/restored")
+    facts.update(killed_pid=actor.pid, rc=rc, actor_restored_steps=[s for s, v in restored if v > 0])
+    survived = _finished(rc, facts, iterations) and bool(facts["actor_restored_steps"])
+    return Row("CurriculumActor SIGKILLed", survived, _shortfall(facts), _episodes_lost(facts), recover,
+               "restored from its checkpoint file; run finished" if survived else f"run failed (rc {rc})",
+               {**facts, "first_iteration_after_kill": iteration_after})
+
+
+def case_driver_sigterm(cluster: Cluster, case: Case) -> Row:
+    """SIGTERM the driver (`kill`, `ray job stop`): it finishes the iteration, checkpoints, exits 143."""
+    train = case.train(cluster, *_sets(training__iterations=200, training__checkpoint_every=100))
+    train.wait_iteration(3)
+    pid = cluster.driver_pid(exclude=os.getpid())
+    sent = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    rc = train.wait(180)
+    exit_s = time.monotonic() - sent
+    run = case.runs()[-1]
+    facts = run_facts(case, run.info.run_id)
+    last = facts["steps_logged"][-1]
+    state = json.loads((Path(facts["run_path"]) / "trainer_state.json").read_text())
+    checkpoint_ok = state["checkpoint"].endswith(f"iter_{last:06d}") and Path(state["checkpoint"], "manifest.json").is_file()
+    facts.update(rc=rc, driver_pid=pid, checkpoint=state["checkpoint"], checkpoint_at_last_iteration=checkpoint_ok)
+    survived = rc == 143 and checkpoint_ok and facts["status"] == "KILLED"
+    return Row("driver SIGTERM (kill / ray job stop)", survived, 0 if checkpoint_ok else None, _episodes_lost(facts),
+               exit_s, f"final checkpoint at iteration {last}, exit {rc}, MLflow {facts['status']}", facts)
+
+
+def case_driver_sigkill_resume(cluster: Cluster, case: Case) -> Row:
+    """SIGKILL the driver between checkpoints, then `mto train --resume RUN`."""
+    iterations = 9
+    train = case.train(cluster, *_sets(training__iterations=iterations, training__checkpoint_every=3))
+    train.wait_iteration(5)
+    pid = cluster.driver_pid(exclude=os.getpid())
+    os.kill(pid, signal.SIGKILL)
+    train.wait(60)
+    killed_at = time.monotonic()
+    run = case.runs()[-1]
+    run_id = run.info.run_id
+    before = case.history(run_id, "env_steps_total")
+    state = json.loads((Path(run.data.tags["mto.run_path"]) / "trainer_state.json").read_text())
+    # The dead driver's actors are reaped by Ray with the job; wait so the resumed run's are the only ones.
+    time.sleep(2)
+    resumed = case.train(cluster, "--resume", run_id, config=None)
+    first = resumed.wait_iteration(state["iteration"] + 1)
+    rc = resumed.wait()
+    facts = run_facts(case, run_id)
+    lost = int(before[-1][1] - state["env_steps"]) if before else 0
+    facts.update(rc=rc, driver_pid=pid, resumed_from_iteration=state["iteration"],
+                 last_logged_before_kill=before[-1][0] if before else 0, runs_in_store=len(case.runs()))
+    survived = _finished(rc, facts, iterations) and facts["runs_in_store"] == 1
+    return Row("driver SIGKILL, then --resume", survived, lost, _episodes_lost(facts), first - killed_at,
+               f"resumed from iteration {state['iteration']} into the same MLflow run; finished" if survived
+               else f"resume failed (rc {rc})", facts)
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def case_corrupt_checkpoint(cluster: Cluster, case: Case) -> Row:
+    """Truncate a file of the newest checkpoint; `--resume` names it and falls back; with every
+    checkpoint bad it exits 2 and changes nothing."""
+    train = case.train(cluster, *_sets(training__iterations=4, training__checkpoint_every=1))
+    assert train.wait() == 0, train.text()[-2000:]
+    run = case.runs()[-1]
+    run_id, run_path = run.info.run_id, Path(run.data.tags["mto.run_path"])
+    newest = run_path / "checkpoints" / "iter_000004"
+    victim = max((p for p in newest.rglob("*") if p.is_file() and p.name != "manifest.json"), key=lambda p: p.stat().st_size)
+    with open(victim, "r+b") as f:  # a copy cut short, as a full disk or a killed copy leaves it
+        f.truncate(victim.stat().st_size // 2)
+    bad_digest = _tree_digest(newest)
+    before = case.history(run_id, "env_steps_total")
+    started = time.monotonic()
+    resumed = case.train(cluster, "--resume", run_id, *_sets(training__iterations=6), config=None)
+    first = resumed.wait_iteration(4)
+    rc = resumed.wait()
+    facts = run_facts(case, run_id)
+    set_aside = run_path / "checkpoints" / "iter_000004.bad"
+    named = str(victim.relative_to(run_path)) in resumed.text().replace("\n", "") or victim.name in resumed.text()
+    kept = set_aside.is_dir() and _tree_digest(set_aside) == bad_digest
+    # Now every checkpoint bad: exit 2, nothing renamed or written.
+    for folder in [p for p in (run_path / "checkpoints").iterdir() if p.name.startswith("iter_") and not p.name.endswith(".bad")]:
+        (folder / "curriculum.pkl").write_bytes(b"garbage")
+    snapshot = _tree_digest(run_path)
+    none_good = case.train(cluster, "--resume", run_id, config=None)
+    rc_none = none_good.wait(120)
+    unchanged = _tree_digest(run_path) == snapshot
+    lost = int(before[3][1] - before[2][1]) if len(before) >= 4 else None
+    facts.update(rc=rc, victim=str(victim), file_named=named, bad_checkpoint_kept_unchanged=kept,
+                 rc_when_none_good=rc_none, none_good_message=none_good.text()[-600:], folder_unchanged=unchanged)
+    survived = _finished(rc, facts, 6) and named and kept and rc_none == 2 and unchanged
+    return Row("newest checkpoint truncated, then --resume", survived, lost, _episodes_lost(facts), first - started,
+               "named the file, set it aside, resumed from iteration 3; all bad: exit 2, nothing written"
+               if survived else "see details", facts)
+
+
+def case_concurrent_run_dir(cluster: Cluster, case: Case) -> Row:
+    """Two `mto train` started at once in the same run_dir."""
+    started = time.monotonic()
+    a = case.train(cluster, *_sets(training__iterations=3))
+    b = case.train(cluster, *_sets(training__iterations=3))
+    rcs = [a.wait(), b.wait()]
+    runs = case.runs()
+    paths = [r.data.tags.get("mto.run_path") for r in runs]
+    own_state = all(json.loads((Path(p) / "trainer_state.json").read_text())["mlflow_run_id"] == r.info.run_id
+                    for p, r in zip(paths, runs))
+    facts = {"rc": rcs, "run_paths": paths, "statuses": [r.info.status for r in runs], "state_matches_run": own_state,
+             "folders": sorted(p.name for p in case.run_dir.iterdir() if p.is_dir())}
+    survived = rcs == [0, 0] and len(set(paths)) == 2 and own_state and facts["statuses"] == ["FINISHED"] * 2
+    return Row("two runs at once in one run_dir", survived, 0, None, time.monotonic() - started,
+               "two folders, two MLflow runs, both finished" if survived else "see details", facts)
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} within {timeout}s")
+
+
+def case_full_disk(cluster: Cluster, case: Case) -> Row:
+    """run_dir on a small tmpfs that another writer fills after the first checkpoint; freed later."""
+    mount = case.dir / "tmpfs"
+    mount.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
+    try:
+        run_dir = mount / "runs"
+        iterations = 16
+        train = Train([str(SMOKE), *_sets(run_dir=run_dir, training__iterations=iterations, training__checkpoint_every=2),
+                       "--address", cluster.address], case.env, case.dir / "train.log")
+        from orchestrator.runs.checkpoints import checkpoint_dirs
+
+        run_path = _wait_for(lambda: next((p for p in run_dir.iterdir() if p.is_dir()), None) if run_dir.is_dir() else None,
+                             120, "no run folder")
+        _wait_for(lambda: checkpoint_dirs(run_path), 120, "no checkpoint")
+        filler = mount / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)  # stops at ENOSPC
+        full_at = time.monotonic()
+        kept = checkpoint_dirs(run_path)[-1]
+        kept_digest = _tree_digest(kept)
+        full_iteration = max((i for _, i in train.iterations()), default=0)
+        train.wait_iteration(full_iteration + 5)
+        intact = _tree_digest(kept) == kept_digest
+        refused = re.findall(r"checkpoint (iter_\d+) not written", train.text())
+        filler.unlink()
+        rc = train.wait()
+        facts = run_facts(case, case.runs()[-1].info.run_id)
+        leftovers = [p.name for p in (run_path / "checkpoints").iterdir() if p.name.startswith(".")]
+        written = sorted(p.name for p in (run_path / "checkpoints").iterdir() if not p.name.startswith("."))
+        facts.update(rc=rc, refused_checkpoints=refused, kept_checkpoint=kept.name, kept_intact_while_full=intact,
+                     filled_after_iteration=full_iteration, staging_leftovers=leftovers, checkpoints_at_end=written,
+                     full_for_s=round(time.monotonic() - full_at, 1))
+        survived = (_finished(rc, facts, iterations) and bool(refused) and intact and not leftovers
+                    and f"iter_{iterations:06d}" in written)
+        return Row("disk full while checkpointing (24 MiB tmpfs)", survived, 0, _episodes_lost(facts), None,
+                   f"{len(refused)} checkpoint(s) refused and reported, {kept.name} kept intact; run finished"
+                   if survived else "see details", facts)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+CASES: dict[str, Callable[[Cluster, Case], Row]] = {
+    "envrunner_sigkill": case_envrunner_sigkill,
+    "curriculum_actor_sigkill": case_curriculum_actor_sigkill,
+    "driver_sigterm": case_driver_sigterm,
+    "driver_sigkill_resume": case_driver_sigkill_resume,
+    "corrupt_checkpoint": case_corrupt_checkpoint,
+    "concurrent_run_dir": case_concurrent_run_dir,
+    "full_disk": case_full_disk,
+}
+FAST = list(CASES)
+
+
+def run_cases(names: list[str], root: Path) -> list[Row]:
+    rows = []
+    with Cluster() as cluster:
+        for name in names:
+            case = Case(root, name)
+            started = time.monotonic()
+            try:
+                row = CASES[name](cluster, case)
+            except Exception as exc:  # noqa: BLE001 - a case that breaks the harness is a row that did not survive
+                row = Row(name, False, None, None, None, f"harness error: {type(exc).__name__}: {exc}"[:400])
+            row.details["case"] = name
+            row.details["case_seconds"] = round(time.monotonic() - started, 1)
+            rows.append(row)
+            print(f"{name}: survived={row.survived} ({row.details['case_seconds']} s) {row.outcome}", flush=True)
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.1f} s" if isinstance(v, float) else str(v)
+
+    lines = ["| fault | survived | env steps lost | episodes lost by the curriculum | time to recover | what happened |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r.fault} | {'yes' if r.survived else 'no'} | {fmt(r.env_steps_lost)} | {fmt(r.episodes_lost)} "
+                     f"| {fmt(r.recover_s)} | {r.outcome} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
+    parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "fault_matrix.json"))
+    parser.add_argument("--keep", action="store_true", help="keep the cases' run folders (printed)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    names = [n for n in args.cases.split(",") if n]
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        parser.error(f"unknown cases {unknown}; choose from {list(CASES)}")
+    root = Path(tempfile.mkdtemp(prefix="mto-faults-"))
+    started = time.monotonic()
+    try:
+        rows = run_cases(names, root)
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"case folders kept under {root}")
+    print(table(rows))
+    out = {"command": "python -m benchmarks.fault_matrix " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "seconds": round(time.monotonic() - started, 1), "rows": [asdict(r) for r in rows]}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    return 0 if all(r.survived for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
