@@ -79,3 +79,26 @@ def test_task_sampler_is_used_at_reset():
     _, _, _, _, info = venv.step(np.zeros((3, 4)))  # every slot truncated at horizon 1 -> resets now
     assert (info["task"] == 0).all()
     venv.close()
+
+
+def test_missing_extra_names_the_extra(monkeypatch):
+    import sys
+
+    from orchestrator.config import ConfigError, load_config
+    from tasks.metaworld import MissingExtraError, require_metaworld
+
+    monkeypatch.setitem(sys.modules, "metaworld", None)  # what an environment without the extra sees
+    with pytest.raises(MissingExtraError, match=r"pip install 'mto\[metaworld\]'"):
+        require_metaworld()
+    with pytest.raises(ConfigError, match=r"task.family: .*'metaworld' extra"):
+        load_config("configs/mt10_sac.yaml")
+
+
+@pytest.mark.slow
+def test_mt50_one_hot_and_goals():
+    venv = MetaWorldVectorEnv(num_envs=2, task_set="MT50", horizon=2)
+    obs, info = venv.reset(seed=0, options={"task": [0, 49]})
+    assert obs.shape == (2, STATE_DIM + 50)
+    assert obs[:, STATE_DIM:].argmax(1).tolist() == [0, 49] == info["task"].tolist()
+    assert [venv.goal(i).env_name for i in range(2)] == ["assembly-v3", "window-close-v3"]
+    venv.close()

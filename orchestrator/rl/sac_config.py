@@ -42,6 +42,13 @@ def sac_setting_error(cfg: Any) -> tuple[str, str] | None:
     if sac and not metaworld:
         return ("rl.algorithm", f"SAC is RLlib's continuous-action SAC, offered on the metaworld family; "
                 f"'{cfg.task.family}' has discrete actions: use PPO")
+    if metaworld:
+        from tasks.metaworld import MissingExtraError, require_metaworld
+
+        try:
+            require_metaworld()
+        except MissingExtraError as exc:
+            return ("task.family", str(exc))
     if metaworld and not sac:
         return ("rl.algorithm", "the metaworld family has continuous actions (4 numbers) and the PPO modules here "
                 "are discrete-action (categorical) ones: use SAC")
