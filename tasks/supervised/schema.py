@@ -179,7 +179,13 @@ def read_dataset(path: str | Path, name: str | None = None) -> SupervisedDataset
     if problem is not None:
         raise _refuse(path, problem, expected)
 
-    table = pq.read_table(path, columns=expected.names)
+    try:
+        table = pq.read_table(path, columns=expected.names)
+    except (pa.ArrowException, OSError) as exc:
+        # The footer parsed but a data page did not (a damaged copy): refuse it, naming the file.
+        raise _refuse(path, f"unreadable data ({type(exc).__name__}: {exc})", expected) from None
+    if table.num_rows == 0:
+        raise _refuse(path, "the file holds no rows", expected)
     if any(table.column(c).null_count for c in expected.names):
         bad = [c for c in expected.names if table.column(c).null_count]
         raise _refuse(path, f"column(s) {bad} contain nulls", expected)
