@@ -138,6 +138,18 @@ def test_per_task_temperatures_move_apart():
     assert math.isclose(alphas["a"] * alphas["b"], 1.0, rel_tol=1e-3)  # Adam: equal-size steps, opposite signs
 
 
+def test_temperatures_survive_a_learner_checkpoint(tmp_path):
+    """RLlib's SAC does not checkpoint log-alpha; ours travels with the optimizer state (`--resume`)."""
+    torch.manual_seed(5)
+    trained, fresh = _learner(), _learner()
+    with torch.no_grad():
+        trained.curr_log_alpha[MID].copy_(torch.tensor([0.25, 3.0]).log())
+    trained.save_to_path(str(tmp_path / "learner"))
+    fresh.restore_from_path(str(tmp_path / "learner"))
+    assert fresh.alphas(MID) == pytest.approx({"a": 0.25, "b": 3.0})
+    assert "log_alpha" not in trained.get_state(components="rl_module")  # weight sync stays module-only
+
+
 def test_module_forward_inference_is_squashed_gaussian_inputs():
     torch.manual_seed(3)
     module = MultiTaskSACModule(observation_space=OBS_SPACE, action_space=ACT_SPACE, inference_only=True,

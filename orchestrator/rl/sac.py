@@ -27,6 +27,7 @@ from ray.rllib.algorithms.sac.torch.default_sac_torch_rl_module import DefaultSA
 from ray.rllib.algorithms.sac.torch.sac_torch_learner import SACTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchSquashedGaussian
+from ray.rllib.core import COMPONENT_OPTIMIZER
 from ray.rllib.core.learner.learner import POLICY_LOSS_KEY
 from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.utils.metrics import ALL_MODULES
@@ -40,6 +41,7 @@ from policies.backward import torch_distributed_allreduce
 ENV_NAME = "mto-metaworld"
 DROPPED_NONFINITE = "combiner/dropped_nonfinite"
 ALPHA_LOSS_KEY = "alpha_loss"
+TEMPERATURES = "log_alpha"  # learner state key: RLlib does not checkpoint SAC's temperature itself
 # The usual SAC bounds on the actor's log standard deviation (Haarnoja et al. 2018's code).
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -175,6 +177,20 @@ class MultiTaskSACLearner(SACTorchLearner):
                 for tensor in [*self.module[module_id].parameters(), *self.module[module_id].buffers()]:
                     dist.broadcast(tensor.data, src=0)
         return None
+
+    def get_state(self, components=None, *, not_components=None, **kwargs):
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        # The temperatures travel with the optimizer state, so `--resume` continues each task's alpha
+        # (RLlib's SAC restores Adam's moments but restarts log-alpha at initial_alpha).
+        if self._check_component(COMPONENT_OPTIMIZER, components, not_components):
+            state[TEMPERATURES] = {mid: value.detach().cpu().numpy() for mid, value in self.curr_log_alpha.items()}
+        return state
+
+    def set_state(self, state) -> None:
+        super().set_state(state)
+        with torch.no_grad():
+            for module_id, values in (state.get(TEMPERATURES) or {}).items():
+                self.curr_log_alpha[module_id].copy_(torch.as_tensor(values))
 
     def alphas(self, module_id: str = "default_policy") -> dict[str, float]:
         """The current entropy temperature of each task."""
