@@ -451,6 +451,133 @@ def case_full_disk(cluster: Cluster, case: Case) -> Row:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def _wait_http(url: str, timeout: float = 120) -> None:
+    import urllib.request
+
+    def ok() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    _wait_for(ok, timeout, f"{url} did not answer")
+
+
+def case_mlflow_outage(cluster: Cluster, case: Case, outage_s: float = 60.0) -> Row:
+    """A real `mlflow server` on loopback, SIGKILLed for a minute mid-run, then started again."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    case.tracking_uri = uri
+    case.env["MLFLOW_TRACKING_URI"] = uri
+    server_cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+                  f"sqlite:///{case.dir / 'server.db'}", "--artifacts-destination", str(case.dir / "artifacts"),
+                  "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+
+    def start() -> subprocess.Popen:
+        log = open(case.dir / "mlflow_server.log", "a")
+        # Its own session, so the server and its workers are killed together, as a crashed host would.
+        return subprocess.Popen(server_cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=case.env)
+
+    server = start()
+    try:
+        _wait_http(f"{uri}/health")
+        iterations = 150
+        train = case.train(cluster, *_sets(training__iterations=iterations, training__checkpoint_every=20,
+                                           training__plot_every=20))
+        train.wait_iteration(5)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        down_at = time.monotonic()
+        down_iteration = max(i for _, i in train.iterations())
+        time.sleep(outage_s)
+        during = max(i for _, i in train.iterations()) - down_iteration
+        server = start()
+        _wait_http(f"{uri}/health")
+        up_at = time.monotonic()
+        rc = train.wait()
+        run = case.runs()[-1]
+        facts = run_facts(case, run.info.run_id)
+        text = train.text()
+        kept_file = Path(facts["run_path"]) / "metrics_unsent.jsonl"
+        back = re.search(r"tracking server back", text) is not None
+        facts.update(rc=rc, outage_s=round(up_at - down_at, 1), iterations_during_outage=during,
+                     unsent_file_left=kept_file.exists(), reported_back=back)
+        survived = (_finished(rc, facts, iterations) and facts["steps_logged"] == list(range(1, iterations + 1))
+                    and during > 0 and not kept_file.exists())
+        recover = None
+        if back:
+            back_at = next(t for t, line in train.lines if "tracking server back" in line)
+            recover = back_at - up_at
+        return Row(f"MLflow server down for {outage_s:.0f} s", survived, 0, _episodes_lost(facts), recover,
+                   f"{during} iterations trained during the outage; their metrics kept in the run folder and sent "
+                   "when the server was back; FINISHED" if survived else "see details", facts)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            child = int(stat.parent.name)
+            out += [child, *_children(child)]
+    return out
+
+
+def case_node_loss(cluster: Cluster, case: Case) -> Row:
+    """A second raylet (`ray start --address=...`, 2 CPUs of its own) is SIGKILLed, with its workers,
+    while one of the run's two EnvRunners samples on it."""
+    from ray.util.state import list_nodes
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    worker = subprocess.Popen([ray_cli, "start", "--address", cluster.address, "--num-cpus", "2", "--block",
+                               "--disable-usage-stats"], stdout=open(case.dir / "worker_node.log", "w"),
+                              stderr=subprocess.STDOUT, start_new_session=True, env=case.env)
+    try:
+        _wait_for(lambda: len([n for n in list_nodes(address=Cluster.api) if n.state == "ALIVE"]) >= 2, 120,
+                  "the second node did not join")
+        head = next(n.node_id for n in list_nodes(address=Cluster.api) if n.is_head_node)
+        iterations = 12
+        train = case.train(cluster, *_sets(training__iterations=iterations, training__checkpoint_every=4,
+                                           rl__num_env_runners=2, rl__num_cpus_per_env_runner=1))
+        train.wait_iteration(3)
+        on_worker = [a for a in cluster.actors("EnvRunner") if a.node_id != head]
+        if not on_worker:
+            rc = train.wait()
+            return Row("worker node lost", False, None, None, None,
+                       "no EnvRunner was placed on the second node; nothing to lose", {"rc": rc})
+        lost_node = on_worker[0].node_id
+        pids = _children(worker.pid)
+        killed_at = time.monotonic()
+        for pid in [worker.pid, *pids]:  # the node's raylet, its workers, the `ray start` that owns them
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        worker.wait()
+        recover = _wait_alive(cluster, "EnvRunner", on_worker[0].pid, timeout=180)
+        rc = train.wait()
+        facts = run_facts(case, case.runs()[-1].info.run_id)
+        dead = [n.node_id for n in list_nodes(address=Cluster.api) if n.state == "DEAD"]
+        facts.update(rc=rc, lost_node=lost_node, node_marked_dead=lost_node in dead, runners_on_lost_node=len(on_worker),
+                     recover_from_kill_s=None if recover is None else round(recover, 1))
+        survived = _finished(rc, facts, iterations)
+        return Row("worker node lost (second raylet SIGKILLed)", survived, _shortfall(facts), _episodes_lost(facts),
+                   recover, "the runner was restarted on the head node; run finished" if survived
+                   else f"run ended with exit {rc}", facts)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+
+
 CASES: dict[str, Callable[[Cluster, Case], Row]] = {
     "envrunner_sigkill": case_envrunner_sigkill,
     "curriculum_actor_sigkill": case_curriculum_actor_sigkill,
@@ -459,8 +586,9 @@ CASES: dict[str, Callable[[Cluster, Case], Row]] = {
     "corrupt_checkpoint": case_corrupt_checkpoint,
     "concurrent_run_dir": case_concurrent_run_dir,
     "full_disk": case_full_disk,
+    "mlflow_outage": case_mlflow_outage,
+    "node_loss": case_node_loss,
 }
-FAST = list(CASES)
 
 
 def run_cases(names: list[str], root: Path) -> list[Row]:

@@ -110,6 +110,17 @@ def test_slow_faults(tmp_path):
     assert full["details"]["refused_checkpoints"] and full["details"]["kept_intact_while_full"]
 
 
+@pytest.mark.slow
+def test_mlflow_server_outage_and_node_loss(tmp_path):
+    rows = _fault_matrix(["mlflow_outage", "node_loss"], tmp_path / "slow2.json", timeout=1200)
+    outage, node = rows["mlflow_outage"], rows["node_loss"]
+    assert outage["survived"], outage
+    assert outage["details"]["iterations_during_outage"] > 0  # training went on while the server was down
+    assert not outage["details"]["unsent_file_left"] and outage["details"]["duplicated_steps"] == 0
+    assert node["survived"], node
+    assert node["details"]["node_marked_dead"] and node["details"]["runners_on_lost_node"] >= 1
+
+
 # --------------------------------------------------------------------------- checkpoint files
 
 
@@ -340,3 +351,20 @@ def test_damaged_parquet_datasets_are_refused_clearly_or_read_correctly(tmp_path
     if kept.num_rows:
         assert math.isclose(float(np.concatenate([s.x for s in dataset.splits.values()]).sum()),
                             float(np.asarray(kept.column("x").combine_chunks().flatten()).sum()), rel_tol=1e-5)
+
+
+def test_curriculum_actor_keeps_absorbing_reports_when_its_save_fails(tmp_path):
+    """A periodic save that cannot be written (here its folder is a file: a real OSError) is
+    counted and logged; the report that triggered it still succeeds and the batch counts."""
+    from curricula import EpisodeOutcomes
+    from orchestrator.rl.curriculum_actor import CurriculumActor
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the checkpoint folder should be")
+    actor = CurriculumActor({"kind": "uniform", "task_names": ["a", "b"]}, checkpoint_path=str(blocker / "c.pkl"),
+                            checkpoint_every_reports=1)
+    batch = EpisodeOutcomes(np.array([0, 1, 1]), np.array([True, False, True]), np.zeros(3), np.ones(3, np.int64))
+    assert actor.report(batch) == 3
+    metrics = actor.metrics()
+    assert metrics["actor/failed_checkpoints"] == 1.0 and metrics["actor/checkpoints_saved"] == 0.0
+    assert metrics["episodes/b"] == 2.0

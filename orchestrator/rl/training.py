@@ -31,6 +31,7 @@ from orchestrator.runs.checkpoints import (
     staging_dir,
     write_manifest,
 )
+from orchestrator.runs.metrics_buffer import MetricsSpool, fail_fast_tracking
 from orchestrator.runs.progress import TrainingProgress, console, task_table
 from orchestrator.runs.run_folder import GROUPS_TAG, STATE_FILE, TrainerState, TrainingSummary, checked_resume_state
 from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, log_metrics_safe, log_params_safe
@@ -117,7 +118,8 @@ def _save_checkpoint(algo, actor, run_path: Path, state: TrainerState) -> bool:
         return False
     state.checkpoint = str(final)
     try:
-        mlflow.set_tag("mto.checkpoint", str(final))
+        with fail_fast_tracking():
+            mlflow.set_tag("mto.checkpoint", str(final))
     except Exception as exc:  # noqa: BLE001 - the tracking server may be down; the folder is what resumes
         console.print(f"[yellow]could not tag the checkpoint in MLflow[/] ({type(exc).__name__})")
     for path in checkpoint_dirs(run_path)[:-KEEP_CHECKPOINTS]:
@@ -177,6 +179,9 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
     measures_by_evaluation = cfg.curriculum.params.get("success_source", "online") == "evaluation"
     # After a crash, iterations between the last checkpoint and the crash are trained again;
     # MLflow keeps the metrics they logged the first time, so their steps are not logged twice.
+    spool = MetricsSpool(run_path)
+    if spool.waiting:  # kept during an outage before a crash: they go first, in order
+        spool.send_waiting(timeout_s=30)
     logged_until = _last_logged_step(state.mlflow_run_id) if state.iteration else 0
     with _SigtermFlag() as sigterm, TrainingProgress(cfg.training.iterations, state.iteration, live) as progress:
         while (state.iteration < cfg.training.iterations and (budget is None or state.env_steps < budget)
@@ -207,7 +212,7 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
                 }
             )
             if state.iteration > logged_until:
-                log_metrics_safe(metrics, step=state.iteration)
+                spool.log(metrics, step=state.iteration)  # kept in the run folder while MLflow is down
             progress.update(state.iteration, state.env_steps, metrics["env_steps_per_second"], mean_success, mastered, len(names))
             if state.iteration % cfg.training.checkpoint_every == 0:
                 _save_checkpoint(algo, actor, run_path, state)
@@ -216,6 +221,9 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
     final_written = state.checkpoint is not None and state.checkpoint.endswith(checkpoint_name(state.iteration))
     if not final_written:
         final_written = _save_checkpoint(algo, actor, run_path, state)
+    if spool.waiting and not spool.send_waiting(timeout_s=120):
+        console.print(f"[red]tracking server still unreachable[/]: {spool.waiting} iterations' metrics stay in "
+                      f"{spool.path}; `mto train --resume {state.mlflow_run_id}` sends them")
     if sigterm.received:
         message = (f"stopped by SIGTERM after iteration {state.iteration}; "
                    f"{'final checkpoint' if final_written else 'final checkpoint NOT written; last good one'} "
@@ -325,7 +333,8 @@ def _log_plots_safe(run_id: str | None, order, mastery_threshold: float) -> None
     """Mid-run plots are a convenience: a full disk or an unreachable tracking server skips them
     (with a note) instead of ending the run; the final plots are drawn at the end."""
     try:
-        log_plots(run_id, order, mastery_threshold)
+        with fail_fast_tracking():
+            log_plots(run_id, order, mastery_threshold)
     except Exception as exc:  # noqa: BLE001
         console.print(f"[yellow]plots skipped this time[/] ({type(exc).__name__}: {str(exc)[:200]})")
 
