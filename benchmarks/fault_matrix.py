@@ -71,7 +71,9 @@ class Cluster:
         import ray
 
         port = free_port()
-        ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
+        # address="local": always a new head, even when a `ray start` on this machine left its
+        # address in /tmp/ray/ray_current_cluster (ray.init() would attach to that cluster).
+        ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
                  logging_level="ERROR", namespace="fault-matrix")
         self.address = ray.get_runtime_context().gcs_address
         # Other Ray instances may run on this machine: the state API must ask this one.
@@ -537,6 +539,10 @@ def case_node_loss(cluster: Cluster, case: Case) -> Row:
     from ray.util.state import list_nodes
 
     ray_cli = str(Path(sys.executable).parent / "ray")
+    # `ray start --address` records the cluster as this machine's default (a later plain ray.init(),
+    # anyone's, would attach to it); what was recorded before is put back afterwards.
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    recorded = current.read_text() if current.is_file() else None
     worker = subprocess.Popen([ray_cli, "start", "--address", cluster.address, "--num-cpus", "2", "--block",
                                "--disable-usage-stats"], stdout=open(case.dir / "worker_node.log", "w"),
                               stderr=subprocess.STDOUT, start_new_session=True, env=case.env)
@@ -576,6 +582,10 @@ def case_node_loss(cluster: Cluster, case: Case) -> Row:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
+        if recorded is not None:
+            current.write_text(recorded)
+        elif current.is_file() and current.read_text().strip() == cluster.address:
+            current.unlink()
 
 
 CASES: dict[str, Callable[[Cluster, Case], Row]] = {

@@ -64,11 +64,26 @@ def summarize(samples: list[dict], warmup_min: float) -> list[dict]:
         if not pts:
             continue
         start, end = pts[0][1], pts[-1][1]
+        # RSS swings by one training batch depending on the moment it is read; the lowest value in
+        # the first and in the last `window` minutes (the floor) shows growth through that swing.
+        window = 5.0
+        first = min(y for x, y in pts if x <= pts[0][0] + window)
+        last = min(y for x, y in pts if x >= pts[-1][0] - window)
         out.append({"process": role, "rss_after_warmup_mib": round(start, 1), "rss_end_mib": round(end, 1),
                     "growth_pct": round(100 * (end - start) / start, 1),
+                    "floor_growth_pct": round(100 * (last - first) / first, 1),
                     "growth_mib_per_hour": round(slope_per_hour(pts), 1),
                     "pids": sorted({s["pids"][role] for s in samples if role in s["pids"]})})
     return out
+
+
+def table(summary: list[dict]) -> str:
+    lines = ["| process | RSS after warm-up (MiB) | RSS at end (MiB) | growth | growth of the 5-min floor | growth per hour (fit) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in summary:
+        lines.append(f"| {row['process']} | {row['rss_after_warmup_mib']} | {row['rss_end_mib']} | {row['growth_pct']}% "
+                     f"| {row['floor_growth_pct']}% | {row['growth_mib_per_hour']} MiB/h |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc.send_signal(signal.SIGTERM)
             rc = proc.wait(300)
     summary = summarize(samples, args.warmup)
-    print("| process | RSS after warm-up (MiB) | RSS at end (MiB) | growth | growth per hour |")
-    print("| --- | --- | --- | --- | --- |")
-    for row in summary:
-        print(f"| {row['process']} | {row['rss_after_warmup_mib']} | {row['rss_end_mib']} | {row['growth_pct']}% "
-              f"| {row['growth_mib_per_hour']} MiB/h |")
+    print(table(summary))
     tail = (root / "train.log").read_text().splitlines()[-5:]
     out = {"command": "python -m benchmarks.soak_rss " + " ".join(argv if argv is not None else sys.argv[1:]),
            "exit_code": rc, "minutes": args.minutes, "warmup_minutes": args.warmup, "summary": summary,
