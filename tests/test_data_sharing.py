@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curricula.data_sharing import share_transitions
+from curricula.data_sharing import RunningThreshold, share_transitions
 
 
 def _two_tasks():
@@ -78,7 +78,7 @@ def test_cds_refuses_empty_own_data_naming_the_task() -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"mode": "some"}, r"unknown sharing mode 'some'; valid choices: \['none', 'all', 'cds'\]"),
+    ({"mode": "some"}, r"unknown sharing mode 'some'; valid choices: \['none', 'all', 'cds', 'cds_basic'\]"),
     ({"percentile": 101}, r"percentile must be in \[0, 100\]"),
 ])
 def test_bad_arguments_are_refused(kwargs, message) -> None:
@@ -91,3 +91,62 @@ def test_bad_arguments_are_refused(kwargs, message) -> None:
 def test_nan_q_values_are_refused() -> None:
     with pytest.raises(ValueError, match="task 0: candidate_q contains NaN"):
         share_transitions("cds", [np.array([1.0])], [np.array([np.nan])], [np.array([0])])
+
+
+# --------------------------------------------------------------------------- the running threshold
+def test_running_percentile_pools_batches_and_drops_the_oldest() -> None:
+    r = RunningThreshold(num_tasks=2, window=4, percentile=50, task_names=["log", "stick"])
+    r.update([np.array([1.0, 2.0, 3.0]), np.array([10.0])])
+    # log keeps [1, 2, 3]: median 2; stick keeps [10].
+    assert r.thresholds().tolist() == [2.0, 10.0]
+    r.update([np.array([4.0, 5.0]), np.array([20.0, 30.0, 40.0, 50.0, 60.0])])
+    # log: window 4 keeps the newest [2, 3, 4, 5] (1 dropped): median 3.5. stick: only the newest
+    # 4 of that update survive, [30, 40, 50, 60]: median 45 (10 and 20 dropped).
+    assert r.thresholds().tolist() == [3.5, 45.0]
+
+
+def test_running_percentile_known_answers_and_ties() -> None:
+    r = RunningThreshold(1, window=8, percentile=25)
+    r.update([np.array([3.0, 1.0])])
+    r.update([np.array([2.0, 2.0, 2.0, 5.0])])
+    # Kept [3, 1, 2, 2, 2, 5], sorted [1, 2, 2, 2, 3, 5]: the 25th percentile sits at rank 1.25 -> 2 (a tie run).
+    assert r.thresholds().tolist() == [2.0]
+    # A candidate equal to the threshold is accepted (ties join), just below is not.
+    d = share_transitions("cds", [np.zeros(0)], [np.array([2.0, 1.999, 7.0])], [np.array([0, 0, 0])],
+                          thresholds=r.thresholds())
+    assert d.masks[0].tolist() == [True, False, True] and d.thresholds.tolist() == [2.0]
+    # Interpolation between order statistics: 90th percentile of [1, 2, 2, 2, 3, 5] = 3 + 0.5 * (5 - 3).
+    r90 = RunningThreshold(1, window=8, percentile=90)
+    r90.load_state_dict({**r.state_dict(), "percentile": 90.0})
+    assert r90.thresholds().tolist() == [4.0]
+
+
+def test_running_mean_for_cds_basic() -> None:
+    r = RunningThreshold(2, window=3, statistic="mean")
+    r.update([np.array([1.0, 2.0]), np.array([-1.0])])
+    r.update([np.array([6.0]), np.array([1.0, 3.0, 5.0, 7.0])])
+    # [1, 2, 6] -> 3; [3, 5, 7] -> 5.
+    assert r.thresholds().tolist() == [3.0, 5.0]
+
+
+def test_running_threshold_refuses_a_task_without_own_data_naming_it() -> None:
+    r = RunningThreshold(3, window=4, task_names=["log", "planks", "stick"])
+    r.update([np.array([1.0]), np.zeros(0), np.array([2.0])])
+    with pytest.raises(ValueError, match="planks: cds needs values of the task's own data"):
+        r.thresholds()
+    with pytest.raises(ValueError, match="log: own-data values contain NaN"):
+        r.update([np.array([np.nan]), np.zeros(0), np.zeros(0)])
+    with pytest.raises(ValueError, match=r"unknown threshold statistic 'median'; valid choices: \['percentile', 'mean'\]"):
+        RunningThreshold(1, window=2, statistic="median")
+
+
+def test_running_threshold_state_round_trip() -> None:
+    a = RunningThreshold(2, window=3, percentile=50)
+    a.update([np.array([1.0, 2.0, 3.0, 4.0]), np.array([5.0])])
+    b = RunningThreshold(2, window=3, percentile=50)
+    b.load_state_dict(a.state_dict())
+    a.update([np.array([9.0]), np.array([6.0])])
+    b.update([np.array([9.0]), np.array([6.0])])
+    assert a.thresholds().tolist() == b.thresholds().tolist() == [4.0, 5.5]
+    with pytest.raises(ValueError, match="does not fit window=5"):
+        RunningThreshold(2, window=5).load_state_dict(a.state_dict())

@@ -68,16 +68,18 @@ def _toy_data() -> TransitionBatch:
 
 def _offline(sharing: str, percentile: float = 50.0) -> OfflineConfig:
     return OfflineConfig(dataset="unused", sharing=sharing, percentile=percentile, batch_size_per_task=400,
-                         shared_per_task=400)
+                         shared_per_task=400, cds_warmup_steps=0)
+
+
+def _q_from_column(obs):
+    """Toy Q(s, .): every action is worth column 2 of the observation."""
+    return np.repeat(obs[:, 2:3].astype(np.float64), 2, axis=1)
 
 
 def test_shared_batches_apply_the_cds_rule_with_the_current_q() -> None:
-    def q_from_column(obs, action):
-        return obs[:, 2].astype(np.float64)
-
-    # Percentile 100: the threshold is the largest own value in the batch (400 draws see every row).
+    # Percentile 100: the threshold is the largest own value kept (400 draws see every row).
     batches = SharedBatches(_toy_data(), np.array([0, 1]), 2, _offline("cds", 100), np.random.default_rng(0))
-    batch, trains = batches.sample(q_from_column)
+    batch, trains = batches.sample(_q_from_column)
     # Task 0's own values are {1, 2, 3, 4}: of task 1's rows (5 and 0) only the 5 passes.
     # Task 1's own values are {5, 0}: none of task 0's rows (at most 4) pass.
     shared_into_0 = batch.obs[trains == 0][400:, 2]
@@ -85,17 +87,54 @@ def test_shared_batches_apply_the_cds_rule_with_the_current_q() -> None:
     assert (trains == 1).sum() == 400
     m = batches.sharing_matrix()
     assert m[0, 1] == pytest.approx(0.5, abs=0.08) and m[1, 0] == 0.0
-    # The rule follows Q: a Q-function that values everything equally accepts every candidate (ties).
-    batches.sample(lambda obs, action: np.zeros(len(obs)))
-    assert batches.accepted[0, 1] > 300 + 150
+    assert batches.running.thresholds().tolist() == [4.0, 5.0]
+    summary = batches.sharing_summary()
+    # No toy candidate carries the target's reward; the mean Q of task 1's candidates into task 0 is ~2.5.
+    assert summary["task 0"]["offered_rewarding"] == 0 and summary["task 0"]["q_other"] == pytest.approx(2.5, abs=0.3)
+
+
+def test_shared_batches_threshold_runs_over_several_batches() -> None:
+    # Window 2048 > 2 x 400: after one batch valued at column 2 and one valued 0 everywhere, the
+    # 50th percentile is taken over all 800 own values of each task, not the last batch alone.
+    batches = SharedBatches(_toy_data(), np.array([0, 1]), 2, _offline("cds", 50), np.random.default_rng(0))
+    batches.sample(_q_from_column)
+    first = batches.running.values[0, :400].copy()
+    batches.sample(lambda obs: np.zeros((len(obs), 2)))
+    kept = np.r_[first, np.zeros(400)]
+    assert batches.running.thresholds()[0] == np.percentile(kept, 50)
+    # cds_basic: the mean of the greedy value max_a Q(s, a) over the task's own states.
+    basic = SharedBatches(_toy_data(), np.array([0, 1]), 2, _offline("cds_basic"), np.random.default_rng(0))
+    basic.sample(lambda obs: np.c_[obs[:, 2], -obs[:, 2]].astype(np.float64))
+    own0 = basic.running.values[0, :400]
+    assert set(own0) <= {1.0, 2.0, 3.0, 4.0} and basic.running.thresholds()[0] == own0.mean()
+
+
+def test_shared_batches_never_offer_rows_after_the_targets_item_was_obtained() -> None:
+    # One episode of task 1 (item columns: task 0 -> 0, task 1 -> 1): step 0 obtains task 0's item,
+    # steps 1-2 come after it. Only step 0 is a transition of task 0; relabeled it carries the reward.
+    n = 4
+    task = np.array([0, 1, 1, 1])
+    obs = np.zeros((n, 3), np.float32)
+    obs[np.arange(n), task] = 1
+    items = np.zeros((n, 2), bool)
+    items[1, 0] = True
+    data = TransitionBatch(task=task, obs=obs, action=np.zeros(n, np.int64), reward=np.zeros(n, np.float32),
+                           next_obs=obs.copy(), terminated=np.zeros(n, bool), truncated=np.zeros(n, bool),
+                           items_obtained=items, episode_id=np.array([0, 9, 9, 9]), step=np.array([0, 0, 1, 2]),
+                           behaviour_policy=np.array(["x"] * n, dtype=object))
+    every = SharedBatches(data, np.array([0, 1]), 2, _offline("all"), np.random.default_rng(0))
+    assert every.pool[0].tolist() == [1] and every.pool[1].tolist() == [0]
+    batch, trains = every.sample(lambda obs: 1 / 0)
+    assert batch.reward[trains == 0][400:].tolist() == [1.0] * 400
+    assert every.sharing_summary()["task 0"]["accepted_rewarding"] == 1.0
 
 
 def test_shared_batches_none_all_and_missing_own_data() -> None:
     none = SharedBatches(_toy_data(), np.array([0, 1]), 2, _offline("none"), np.random.default_rng(0))
-    batch, trains = none.sample(lambda o, a: 1 / 0)  # Q is never needed
+    batch, trains = none.sample(lambda o: 1 / 0)  # Q is never needed
     assert len(batch) == 800 and np.isnan(none.sharing_matrix()[0, 1])
     every = SharedBatches(_toy_data(), np.array([0, 1]), 2, _offline("all"), np.random.default_rng(0))
-    batch, trains = every.sample(lambda o, a: 1 / 0)
+    batch, trains = every.sample(lambda o: 1 / 0)
     assert len(batch) == 1600 and every.sharing_matrix()[1, 0] == 1.0
     data = _toy_data().take(np.array([0, 2, 4, 5]))  # only task 0 has data
     with pytest.raises(ValueError, match=r"no transitions for \['stick'\]"):
@@ -112,6 +151,10 @@ def test_offline_config_refuses_bad_values() -> None:
         config_from_dict(base | {"offline": {"dataset": "d", "behaviour": [{"policy": "checkpoint"}]}}, "t.yaml")
     with pytest.raises(ConfigError, match="offline.percentile"):
         config_from_dict(base | {"offline": {"dataset": "d", "percentile": 120}}, "t.yaml")
+    with pytest.raises(ConfigError, match=r"offline.value_range: Value error, value_range must be \[low, high\] with low < high"):
+        config_from_dict(base | {"offline": {"dataset": "d", "value_range": [1.0, 0.0]}}, "t.yaml")
+    with pytest.raises(ConfigError, match=r"offline.sharing: Input should be 'none', 'all', 'cds' or 'cds_basic'"):
+        config_from_dict(base | {"offline": {"dataset": "d", "sharing": "cds-basic"}}, "t.yaml")
 
 
 def test_checkpoint_behaviour_acts_greedily_with_its_q_network(tmp_path) -> None:

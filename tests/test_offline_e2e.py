@@ -1,9 +1,10 @@
 """End to end on a local Ray: `mto collect` writes a dataset, `mto train` with cds trains CQL on it
-and logs per-task success and the sharing heatmap to MLflow."""
+and logs per-task success and the sharing heatmap to MLflow; `mto train --resume` continues it."""
 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import mlflow
@@ -22,6 +23,7 @@ def _overrides(tmp_path) -> list[str]:
     settings = {"run_dir": tmp_path / "runs", "offline.dataset": tmp_path / "data", "offline.behaviour": behaviour,
                 "offline.envs_per_collector": 8, "offline.row_group_size": 128, "offline.gradient_steps": 30,
                 "offline.eval_every": 15, "offline.log_every": 10, "offline.eval_episodes_per_task": 2,
+                "offline.checkpoint_every": 15, "offline.cds_warmup_steps": 5,
                 "offline.hidden": "[32]"}
     return [x for k, v in settings.items() for x in ("--set", f"{k}={v}")]
 
@@ -56,10 +58,27 @@ def test_collect_then_train_cds_logs_success_and_sharing_heatmap(ray_session, tm
     assert {"plots/sharing_matrix.png", "plots/success_rate.png"} <= plots
     matrix = json.loads(open(client.download_artifacts(run.info.run_id, "sharing/sharing_matrix.json")).read())
     assert matrix["tasks"] == TASKS and [matrix["accepted_fraction"][i][i] for i in range(6)] == [1.0] * 6
-    # An offline run is not resumable: a usage error that says so, not a missing-file message.
+    # --resume continues the same MLflow run from the last checkpoint (step 30) to 45 steps:
+    # step counter, CQL learner and running thresholds carry on, no step is logged twice.
+    run_path = Path(run.data.tags["mto.run_path"])
+    state = json.loads((run_path / "trainer_state.json").read_text())
+    assert state["iteration"] == 30 and state["checkpoint"].endswith("iter_000030")
+    assert main(["train", "--resume", run.info.run_id, "--run-dir", str(tmp_path / "runs"), "--no-live",
+                 "--set", "offline.gradient_steps=45"]) == 0
+    assert len(mlflow.search_runs(search_all_experiments=True, output_format="list")) == 1
+    resumed = client.get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "success_rate/log")] == [15, 30, 45]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [10, 20, 30, 40, 45]
+    state = json.loads((run_path / "trainer_state.json").read_text())
+    assert state["iteration"] == 45 and state["mlflow_run_id"] == run.info.run_id
+    assert sorted(p.name for p in (run_path / "checkpoints").iterdir()) == ["iter_000030", "iter_000045"]
+    with open(run_path / "checkpoints" / "iter_000045" / "sharing_state.pkl", "rb") as f:
+        assert pickle.load(f)["batches"]["steps"] == 45  # the batch builder's counter went on from 30
+    # mto eval loads RLlib policies; an offline run says where its Q-network is instead.
     capsys.readouterr()
-    assert main(["train", "--resume", run.info.run_id, "--run-dir", str(tmp_path / "runs")]) == 2
-    assert "offline CQL run, which trains to the end in one go" in capsys.readouterr().err
+    assert main(["eval", run.info.run_id, "--run-dir", str(tmp_path / "runs")]) == 2
+    assert "offline CQL run, which has no RLlib policy to load" in capsys.readouterr().err
 
 
 def test_collect_refuses_unknown_behaviour_tasks_and_missing_dataset(tmp_path, capsys) -> None:

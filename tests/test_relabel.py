@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.simon_says.relabel import hindsight_targets, relabel
+from tasks.simon_says.relabel import hindsight_targets, obtained_before, relabel
 from tasks.simon_says.transitions import TransitionBatch
 
 # 3 tasks whose goal items are item columns 2, 0 and 3 of a 4-item vocabulary.
@@ -71,3 +71,24 @@ def test_hindsight_targets_pick_an_obtained_goal_else_keep_the_task() -> None:
     assert targets.tolist() == [1, 0, 0]
     relabelled = relabel(_batch(), targets, TASK_ITEM_INDEX)
     assert relabelled.reward.tolist() == [1, 1, 0]
+
+
+def test_obtained_before_is_per_episode_and_strictly_earlier() -> None:
+    # Rows out of order, two episodes interleaved. Episode 7: item 1 at step 0, item 2 at step 2.
+    # Episode 3: item 2 at step 1.
+    items = np.zeros((6, 3), dtype=bool)
+    episode = np.array([7, 3, 7, 3, 7, 3])
+    step = np.array([2, 1, 0, 0, 1, 2])
+    items[2, 1] = True  # episode 7, step 0
+    items[0, 2] = True  # episode 7, step 2
+    items[1, 2] = True  # episode 3, step 1
+    batch = TransitionBatch(task=np.zeros(6, np.int64), obs=np.zeros((6, 4), np.float32), action=np.zeros(6, np.int64),
+                            reward=np.zeros(6, np.float32), next_obs=np.zeros((6, 4), np.float32),
+                            terminated=np.zeros(6, bool), truncated=np.zeros(6, bool), items_obtained=items,
+                            episode_id=episode, step=step, behaviour_policy=np.array(["x"] * 6, dtype=object))
+    before = obtained_before(batch)
+    # Row: (episode, step) -> items obtained at an earlier step of that episode.
+    expected = {(7, 0): [], (7, 1): [1], (7, 2): [1], (3, 0): [], (3, 1): [], (3, 2): [2]}
+    for r in range(6):
+        assert np.flatnonzero(before[r]).tolist() == expected[(episode[r], step[r])], r
+    assert obtained_before(batch, np.array([2]))[:, 0].tolist() == [False, False, False, False, False, True]

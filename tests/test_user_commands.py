@@ -30,6 +30,8 @@ SMALL_OFFLINE_TRAIN = ["--set", "offline.gradient_steps=40", "--set", "offline.e
                        "--set", "offline.eval_episodes_per_task=2", "--set", "offline.log_every=20", "--no-live"]
 SMALL_COLLECT = ["--set", "offline.behaviour=[{policy: scripted, skill: 0.9, tasks: [wooden_pickaxe, cobblestone], "
                  "transitions: 1500}, {policy: random, tasks: [log, planks, stick, crafting_table], transitions: 1500}]"]
+SMALL_CONFLICT_COLLECT = ["--set", "offline.behaviour=[{policy: scripted, skill: 0.9, tasks: [dirt, sand, red_flower], "
+                          "transitions: 300}, {policy: scripted, skill: 0.9, tasks: [log], transitions: 900}]"]
 
 # Each shipped config -> the commands a user runs with it, shrunk to seconds (None: why it is only checked).
 SHIPPED_CONFIG_COMMANDS: dict[str, list[list[str]] | str] = {
@@ -58,6 +60,12 @@ SHIPPED_CONFIG_COMMANDS: dict[str, list[list[str]] | str] = {
                          ["train", "configs/offline_all.yaml", *SMALL_OFFLINE_TRAIN]],
     "offline_none.yaml": [["collect", "configs/offline_none.yaml", *SMALL_COLLECT, "--overwrite"],
                           ["train", "configs/offline_none.yaml", *SMALL_OFFLINE_TRAIN]],
+    "offline_conflict_cds.yaml": [["collect", "configs/offline_conflict_cds.yaml", *SMALL_CONFLICT_COLLECT],
+                                  ["train", "configs/offline_conflict_cds.yaml", *SMALL_OFFLINE_TRAIN]],
+    "offline_conflict_all.yaml": [["collect", "configs/offline_conflict_all.yaml", *SMALL_CONFLICT_COLLECT, "--overwrite"],
+                                  ["train", "configs/offline_conflict_all.yaml", *SMALL_OFFLINE_TRAIN]],
+    "offline_conflict_none.yaml": [["collect", "configs/offline_conflict_none.yaml", *SMALL_CONFLICT_COLLECT, "--overwrite"],
+                                   ["train", "configs/offline_conflict_none.yaml", *SMALL_OFFLINE_TRAIN]],
 }
 
 # README command lines -> how the tests treat them. Every line of every ```bash block must match one.

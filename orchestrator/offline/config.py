@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -46,10 +46,21 @@ class OfflineConfig(_Section):
     collectors_per_source: int = Field(1, ge=1, description="Ray tasks per behaviour source, each writing its own part files")
     envs_per_collector: int = Field(32, ge=1, description="Simon Says games stepped together in one collector")
     row_group_size: int = Field(4096, ge=1, description="rows per Parquet row group (what a writer holds per task before writing)")
-    sharing: Literal["none", "all", "cds"] = Field(
-        "cds", description="none: own data only; all: every transition relabeled for every task; cds: conservative data sharing")
+    sharing: Literal["none", "all", "cds", "cds_basic"] = Field(
+        "cds", description="none: own data only; all: every transition relabeled for every task; cds: conservative data "
+                           "sharing (Q >= a percentile of Q on the task's own data); cds_basic: the paper's basic rule "
+                           "(Q >= the mean greedy value on the task's own states)")
     percentile: float = Field(
         50.0, ge=0.0, le=100.0, description="cds: a relabeled transition joins task i if its Q >= this percentile of Q on task i's own data")
+    threshold_window: int = Field(
+        2048, ge=1, description="cds / cds_basic: the threshold is taken over each task's most recent this-many own "
+                                "transitions (a running estimate over many batches, not one batch)")
+    cds_warmup_steps: int = Field(
+        200, ge=0, description="cds / cds_basic: gradient steps at the start that share every candidate (the rule's Q "
+                               "has seen none of them yet); the thresholds are tracked from the first step")
+    value_range: list[float] | None = Field(
+        default_factory=lambda: [0.0, 1.0], min_length=2, max_length=2,
+        description="TD targets clipped to [low, high], the returns a task can have (Simon Says: [0, 1]); null = no clip")
     gradient_steps: int = Field(2000, ge=1, description="CQL updates (each on one batch holding every task)")
     batch_size_per_task: int = Field(64, ge=1, description="own transitions per task in each batch")
     shared_per_task: int = Field(64, ge=0, description="relabeled candidates from other tasks offered to each task per batch (all / cds)")
@@ -63,6 +74,14 @@ class OfflineConfig(_Section):
     log_every: int = Field(100, ge=1, description="gradient steps between metric logs")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the Q-network trains; auto: cuda when available")
     torch_threads: int | None = Field(None, ge=1, description="torch CPU threads for training; null = torch's default")
+    checkpoint_every: int = Field(1000, ge=1, description="gradient steps between checkpoints (what `mto train --resume` continues from; one at the end)")
+
+    @field_validator("value_range")
+    @classmethod
+    def _value_range_ordered(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"value_range must be [low, high] with low < high, got {value}")
+        return value
 
 
 __all__ = ["BehaviourSource", "OfflineConfig"]

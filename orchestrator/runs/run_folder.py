@@ -67,7 +67,7 @@ def locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ..
         uri = resolve_tracking_uri(base.tracking.tracking_uri, base.run_dir)
     else:
         uri = resolve_tracking_uri(None, run_dir)
-    run_path, state = locate_run(resume, uri, f"--resume {resume}", grouped_ok=True)
+    run_path, state = locate_run(resume, uri, f"--resume {resume}", grouped_ok=True, offline_ok=True)
     cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
     return cfg, uri, run_path, checked_resume_state(run_path, state, f"--resume {resume}")
 
@@ -88,9 +88,11 @@ def checked_resume_state(run_path: Path, state: TrainerState, what: str) -> Trai
     return chosen
 
 
-def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False) -> tuple[Path, TrainerState]:
+def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False,
+               offline_ok: bool = False) -> tuple[Path, TrainerState]:
     """The run folder and driver state of an MLflow run (id or name) that has a checkpoint
-    (or, with ``grouped_ok``, the parent of a `groups:` run, whose groups hold the checkpoints).
+    (or, with ``grouped_ok``, the parent of a `groups:` run, whose groups hold the checkpoints;
+    with ``offline_ok``, an offline CQL run, whose checkpoints only `--resume` reads).
 
     Raises `ConfigError` (a usage error, prefixed by `what`) when there is nothing to use.
     """
@@ -99,9 +101,9 @@ def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False)
     except LookupError as exc:
         raise ConfigError(f"{what}: {exc}") from None
     run_path = Path(found.data.tags.get(RUN_PATH_TAG, ""))
-    if found.data.tags.get("mto.kind") == "offline":
-        raise ConfigError(f"{what}: '{run}' is an offline CQL run, which trains to the end in one go and cannot be "
-                          f"continued; its Q-network is the MLflow artifact checkpoint/ (start a new run to train more)")
+    if found.data.tags.get("mto.kind") == "offline" and not offline_ok:
+        raise ConfigError(f"{what}: '{run}' is an offline CQL run, which has no RLlib policy to load; its Q-network "
+                          f"is the MLflow artifact checkpoint/ (q_network.pt); `mto train --resume {run}` continues it")
     state_file = run_path / STATE_FILE
     if not state_file.is_file():
         raise ConfigError(f"{what}: run folder {run_path} has no {STATE_FILE}")

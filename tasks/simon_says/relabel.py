@@ -12,6 +12,12 @@ this episode) at this step". So any transition can be rewritten for any target t
   but the episode boundary is kept).
 
 Hindsight relabeling is the same call with the target chosen from what was obtained.
+
+A row whose episode had already obtained the target's item at an earlier step is no
+transition of the target task at all: that task's episode would have ended there. Data
+sharing leaves such rows out (`obtained_before`); relabeled, they would teach "reward 0
+forever" on states the task never visits, and conservative Q-learning then pushes the
+target's own good actions down on similar states.
 """
 
 from __future__ import annotations
@@ -62,6 +68,28 @@ def _with_goal(obs: np.ndarray, target: np.ndarray, num_tasks: int) -> np.ndarra
     return out
 
 
+def obtained_before(batch: TransitionBatch, item_columns: np.ndarray | None = None) -> np.ndarray:
+    """Bool [N, items] (or [N, len(item_columns)]): the item was obtained at an *earlier* step of the row's episode.
+
+    Rows may come in any order; episodes are told apart by ``episode_id`` and ordered by ``step``.
+    """
+    items = np.asarray(batch.items_obtained, dtype=bool)
+    if item_columns is not None:
+        items = items[:, np.asarray(item_columns, dtype=np.int64)]
+    n = items.shape[0]
+    if n == 0:
+        return np.zeros(items.shape, dtype=bool)
+    order = np.lexsort((np.asarray(batch.step), np.asarray(batch.episode_id)))
+    counts = items[order].astype(np.int32)
+    episode = np.asarray(batch.episode_id)[order]
+    before = np.cumsum(counts, axis=0) - counts  # obtained at earlier rows, all episodes so far
+    first = np.flatnonzero(np.r_[True, episode[1:] != episode[:-1]])
+    start = np.repeat(first, np.diff(np.r_[first, n]))  # each row's episode's first row
+    out = np.empty(items.shape, dtype=bool)
+    out[order] = (before - before[start]) > 0
+    return out
+
+
 def hindsight_targets(batch: TransitionBatch, task_item_index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """For each row, a task whose item was obtained at this step (chosen at random among them),
     or the row's own task when none was: relabel with these for hindsight experience replay."""
@@ -71,4 +99,4 @@ def hindsight_targets(batch: TransitionBatch, task_item_index: np.ndarray, rng: 
     return np.where(items.any(axis=1), best, np.asarray(batch.task, dtype=np.int64))
 
 
-__all__ = ["hindsight_targets", "relabel"]
+__all__ = ["hindsight_targets", "obtained_before", "relabel"]
