@@ -75,6 +75,13 @@ def test_collect_then_train_cds_logs_success_and_sharing_heatmap(ray_session, tm
     assert sorted(p.name for p in (run_path / "checkpoints").iterdir()) == ["iter_000030", "iter_000045"]
     with open(run_path / "checkpoints" / "iter_000045" / "sharing_state.pkl", "rb") as f:
         assert pickle.load(f)["batches"]["steps"] == 45  # the batch builder's counter went on from 30
+    # A resume whose dataset has gone away stops with the field named, before any Ray Train worker starts.
+    (tmp_path / "data").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--resume", run.info.run_id, "--run-dir", str(tmp_path / "runs"), "--no-live",
+                 "--set", "offline.gradient_steps=60"]) == 2
+    assert "offline.dataset" in capsys.readouterr().err
+    assert json.loads((run_path / "trainer_state.json").read_text())["iteration"] == 45
     # mto eval loads RLlib policies; an offline run says where its Q-network is instead.
     capsys.readouterr()
     assert main(["eval", run.info.run_id, "--run-dir", str(tmp_path / "runs")]) == 2
