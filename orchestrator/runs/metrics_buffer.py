@@ -21,15 +21,20 @@ from pathlib import Path
 from orchestrator.runs.tracking import log_metrics_safe
 
 UNSENT_FILE = "metrics_unsent.jsonl"
-_FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+# A refused connection fails at once either way; the timeout bounds a hung server. Sending kept
+# metrics gets longer: a server writing to SQLite on a busy machine took ~20 s for 900 metrics.
+_FAIL_FAST_TIMEOUT_S = 5
+_SEND_KEPT_TIMEOUT_S = 60
+_METRICS_PER_REQUEST = 300
 
 
 @contextmanager
-def fail_fast_tracking() -> Iterator[None]:
-    """MLflow HTTP calls inside fail at once when the server is down (MLflow reads these
-    settings on every request); the previous settings come back afterwards."""
-    previous = {key: os.environ.get(key) for key in _FAIL_FAST}
-    os.environ.update(_FAIL_FAST)
+def fail_fast_tracking(timeout_s: float = _FAIL_FAST_TIMEOUT_S) -> Iterator[None]:
+    """MLflow HTTP calls inside are not retried and time out after ``timeout_s`` (MLflow reads
+    these settings on every request); the previous settings come back afterwards."""
+    settings = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s))}
+    previous = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:
@@ -64,7 +69,8 @@ class MetricsSpool:
     def log(self, metrics: dict[str, float], step: int) -> None:
         """Send now (after anything kept from before), or keep for later; never raises for the server."""
         if self.path.is_file() and time.monotonic() - self._last_try >= self.retry_every_s:
-            self.send_waiting()
+            # A few requests per iteration, so catching up after a long outage does not stall training.
+            self.send_waiting(max_requests=4)
         if not self.path.is_file():
             try:
                 with fail_fast_tracking():
@@ -74,49 +80,56 @@ class MetricsSpool:
                 self._note_outage(exc)
         self._keep(metrics, step)
 
-    def send_waiting(self, timeout_s: float = 0.0) -> bool:
-        """Send the kept metrics in order; with ``timeout_s``, keep trying that long. True if none is left."""
+    def send_waiting(self, timeout_s: float = 0.0, max_requests: int | None = None) -> bool:
+        """Send the kept metrics in order, whole lines, up to `_METRICS_PER_REQUEST` per request.
+        Gives up after ``timeout_s`` without progress (or after ``max_requests``). True if none is left.
+
+        Each line is removed once its request succeeded. A request that timed out but reached the
+        server is sent again; MLflow stores a point with the same key, step, timestamp and value
+        once, so that does not duplicate it."""
         import mlflow
         from mlflow.entities import Metric
 
         deadline = time.monotonic() + timeout_s
+        requests = 0
         while True:
             self._last_try = time.monotonic()
-            lines = self.path.read_text().splitlines() if self.path.is_file() else []
-            lines = [line for line in lines if line.strip()]
+            lines = [line for line in self.path.read_text().splitlines() if line.strip()] if self.path.is_file() else []
+            if not lines:
+                break
+            if max_requests is not None and requests >= max_requests:
+                return False
+            items: list = []
+            taken = 0
+            while taken < len(lines):
+                entry = json.loads(lines[taken])
+                more = [Metric(k, float(v), entry["timestamp"], entry["step"]) for k, v in entry["metrics"].items()]
+                if items and len(items) + len(more) > _METRICS_PER_REQUEST:
+                    break
+                items += more
+                taken += 1
             try:
-                client = mlflow.MlflowClient()
                 run_id = mlflow.active_run().info.run_id
-                with fail_fast_tracking():
-                    while lines:
-                        # Whole lines, up to MLflow's 1000 metrics per request (one request per
-                        # line took ~1 s each on a busy machine: minutes for a long outage).
-                        items, taken = [], 0
-                        while taken < len(lines):
-                            entry = json.loads(lines[taken])
-                            more = [Metric(k, float(v), entry["timestamp"], entry["step"])
-                                    for k, v in entry["metrics"].items()]
-                            if items and len(items) + len(more) > 900:
-                                break
-                            items += more
-                            taken += 1
-                        for start in range(0, len(items), 900):  # a single line may be longer
-                            client.log_batch(run_id, metrics=items[start:start + 900])
-                        lines = lines[taken:]
-                        self._rewrite(lines)
+                with fail_fast_tracking(_SEND_KEPT_TIMEOUT_S):
+                    client = mlflow.MlflowClient()
+                    for start in range(0, len(items), 900):  # a single line may pass the request size
+                        client.log_batch(run_id, metrics=items[start:start + 900])
             except Exception as exc:  # noqa: BLE001
                 self._note_outage(exc)
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
                 continue
-            if self.outage_started is not None:
-                from orchestrator.runs.progress import console
+            requests += 1
+            self._rewrite(lines[taken:])
+            deadline = time.monotonic() + timeout_s  # progress: the patience starts again
+        if self.outage_started is not None:
+            from orchestrator.runs.progress import console
 
-                console.print(f"[green]tracking server back[/] after {time.monotonic() - self.outage_started:.0f} s; "
-                              "kept metrics sent")
-                self.outage_started = None
-            return True
+            console.print(f"[green]tracking server back[/] after {time.monotonic() - self.outage_started:.0f} s; "
+                          "kept metrics sent")
+            self.outage_started = None
+        return True
 
     def _keep(self, metrics: dict[str, float], step: int) -> None:
         import math
