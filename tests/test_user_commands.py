@@ -7,8 +7,10 @@ the README's command blocks as written."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import signal
 import shutil
 import subprocess
 import sys
@@ -32,6 +34,9 @@ SMALL_COLLECT = ["--set", "offline.behaviour=[{policy: scripted, skill: 0.9, tas
                  "transitions: 1500}, {policy: random, tasks: [log, planks, stick, crafting_table], transitions: 1500}]"]
 SMALL_CONFLICT_COLLECT = ["--set", "offline.behaviour=[{policy: scripted, skill: 0.9, tasks: [dirt, sand, red_flower], "
                           "transitions: 300}, {policy: scripted, skill: 0.9, tasks: [log], transitions: 900}]"]
+SMALL_SAC = ["--set", "training.iterations=1", "--set", "task.horizon=50", "--set", "sac.env_steps_per_iteration=500",
+             "--set", "sac.learning_starts=200", "--set", "sac.train_batch_size=64", "--set", "model.hidden=[32,32]",
+             "--set", "training.eval_episodes_per_task=1", "--no-live"]
 
 # Each shipped config -> the commands a user runs with it, shrunk to seconds (None: why it is only checked).
 SHIPPED_CONFIG_COMMANDS: dict[str, list[list[str]] | str] = {
@@ -54,6 +59,10 @@ SHIPPED_CONFIG_COMMANDS: dict[str, list[list[str]] | str] = {
     "multi_digit_pcgrad.yaml": [["train", "configs/multi_digit_pcgrad.yaml", "--set", "supervised.epochs=1", "--no-live"]],
     "pareto_toy.yaml": [["pareto", "configs/pareto_toy.yaml", "--set", "tune.num_preferences=2",
                          "--set", "tune.pareto_steps=20"]],
+    "mt10_sac.yaml": [["train", "configs/mt10_sac.yaml", *SMALL_SAC]],
+    "mt10_sac_pcgrad.yaml": [["train", "configs/mt10_sac_pcgrad.yaml", *SMALL_SAC]],
+    "mt10_sac_soft_modular.yaml": [["train", "configs/mt10_sac_soft_modular.yaml", *SMALL_SAC]],
+    "mt10_sac_care.yaml": [["train", "configs/mt10_sac_care.yaml", *SMALL_SAC]],
     "offline_cds.yaml": [["collect", "configs/offline_cds.yaml", *SMALL_COLLECT],
                          ["train", "configs/offline_cds.yaml", *SMALL_OFFLINE_TRAIN]],
     "offline_all.yaml": [["collect", "configs/offline_all.yaml", *SMALL_COLLECT, "--overwrite"],
@@ -137,7 +146,8 @@ def _readme_as_written(command: str, root: Path, last_run: list[str]) -> subproc
     if argv[:2] == ["mlflow", "ui"]:
         port = 15000 + int(time.time()) % 1000
         server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), *argv[1:], "--port", str(port)],
-                                  cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)  # its own group: `mlflow ui` runs a server child
         try:
             for _ in range(60):
                 try:
@@ -148,8 +158,12 @@ def _readme_as_written(command: str, root: Path, last_run: list[str]) -> subproc
                     time.sleep(1)
             raise AssertionError("mlflow ui did not answer within a minute")
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=30)
     if argv[0] == "python":  # python -m tasks.supervised ...: our module, with its data from the machine
         argv = [sys.executable, *argv[1:]]
         argv = [a for a in argv if not a.startswith("mnist_path=")]
