@@ -95,7 +95,7 @@ def readme_command_lines(text: str) -> list[str]:
     commands: list[str] = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
         for line in block.splitlines():
-            line = line.split("  #", 1)[0].strip()
+            line = re.sub(r"\s+#.*$", "", line).strip()
             if not line or line.startswith("#"):
                 continue
             commands.extend(part.strip() for part in re.split(r"\s*(?:;|&&)\s*", line) if part.strip())
@@ -139,9 +139,28 @@ def test_shipped_config_runs_from_the_repository_root(tmp_path, config):
     assert (root / "runs").is_dir()  # relative run_dir: under the directory the user ran from
 
 
-def _readme_as_written(command: str, root: Path, last_run: list[str]) -> subprocess.CompletedProcess | None:
-    if "<run name or id>" in command:
-        command = command.replace("<run name or id>", shlex.quote(last_run[-1]))
+def small_budget(argv: list[str]) -> list[str]:
+    """The `--set` budget overrides the shipped-config table gives the same `mto train|collect CONFIG`."""
+    if len(argv) < 3 or argv[1] not in ("train", "collect") or not argv[2].startswith("configs/"):
+        return []
+    commands = SHIPPED_CONFIG_COMMANDS.get(Path(argv[2]).name)
+    if isinstance(commands, str) or not commands:
+        return []
+    same = [c for c in commands if c[:2] == argv[1:3]]
+    extra, given = [], {a.split("=", 1)[0] for a in argv}
+    rest = iter(same[0][2:] if same else [])
+    for arg in rest:
+        if arg == "--set":
+            value = next(rest)
+            if value.split("=", 1)[0] not in given:
+                extra += [arg, value]
+        elif arg not in given:
+            extra.append(arg)
+    return extra
+
+
+def _readme_as_run(command: str, root: Path, last_run: list[str]) -> subprocess.CompletedProcess | None:
+    command = re.sub(r"<run[^>]*>", lambda _: shlex.quote(last_run[-1]), command)
     argv = shlex.split(command)
     if argv[:2] == ["mlflow", "ui"]:
         port = 15000 + int(time.time()) % 1000
@@ -171,7 +190,7 @@ def _readme_as_written(command: str, root: Path, last_run: list[str]) -> subproc
             argv = argv[:-1]
         return subprocess.run(argv, cwd=root, capture_output=True, text=True, timeout=900)
     assert argv[0] == "mto"
-    done = run_mto(argv[1:], root, timeout=1800)
+    done = run_mto([*argv[1:], *small_budget(argv)], root, timeout=1800)
     if argv[1] == "train":
         names = sorted((root / "runs").glob("*-*-*"), key=lambda p: p.stat().st_mtime)
         last_run.append(names[-1].name)
@@ -179,14 +198,15 @@ def _readme_as_written(command: str, root: Path, last_run: list[str]) -> subproc
 
 
 @pytest.mark.slow
-def test_readme_commands_as_written(tmp_path):
-    """The README's command blocks, verbatim, in order, from a checkout (`<run name or id>` = the last
-    run trained; MNIST is not on this machine, so the dataset command uses the synthetic digits)."""
+def test_readme_commands_run_from_a_checkout(tmp_path):
+    """The README's command blocks in order, from a checkout: each `mto train|collect CONFIG` gets the
+    shipped-config table's budget overrides (seconds, not hours), `<run ...>` is the last run trained;
+    MNIST is not on this machine, so the dataset command writes the synthetic digits."""
     root = user_checkout(tmp_path)
     shutil.copy(README, root / "README.md")
     last_run: list[str] = []
     for command in readme_command_lines(README.read_text()):
         if rule_for(command) != "run":
             continue
-        done = _readme_as_written(command, root, last_run)
+        done = _readme_as_run(command, root, last_run)
         assert done is None or done.returncode == 0, f"{command}:\n{done.stderr[-3000:]}"
