@@ -104,16 +104,16 @@ def run_training(
     if resume is None:
         assert config_path is not None
         cfg = load_config(config_path, overrides)
-        if cfg.offline is not None:  # a missing or mismatched dataset stops here, before a run folder exists
-            from orchestrator.offline.training import load_offline_dataset
-
-            load_offline_dataset(cfg)
-        check_rllib_config(cfg, config_path)
         tracking_uri = resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)
         run_path, state = None, TrainerState()
     else:
         cfg, tracking_uri, run_path, state = locate_resume(resume, config_path, overrides, run_dir)
-        check_rllib_config(cfg, f"--resume {resume}")
+    # What would stop the run later stops it here: exit 2, nothing written, a resumed run untouched.
+    if cfg.offline is not None:  # the dataset is missing, moved or collected for other tasks
+        from orchestrator.offline.training import load_offline_dataset
+
+        load_offline_dataset(cfg)
+    check_rllib_config(cfg, config_path if resume is None else f"--resume {resume}")
 
     with training_run(cfg, tracking_uri, run_path, state, address) as run_path:
         if cfg.offline is not None:  # offline RL: CQL over a collected dataset on Ray Train, no RLlib

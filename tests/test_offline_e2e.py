@@ -82,6 +82,7 @@ def test_collect_then_train_cds_logs_success_and_sharing_heatmap(ray_session, tm
                  "--set", "offline.gradient_steps=60"]) == 2
     assert "offline.dataset" in capsys.readouterr().err
     assert json.loads((run_path / "trainer_state.json").read_text())["iteration"] == 45
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"  # refused before the run was reopened
     # mto eval loads RLlib policies; an offline run says where its Q-network is instead.
     capsys.readouterr()
     assert main(["eval", run.info.run_id, "--run-dir", str(tmp_path / "runs")]) == 2

@@ -451,8 +451,6 @@ def train_offline(cfg: ExperimentConfig, run_path: Path, state, live: bool | Non
 
     offline = offline_section(cfg)
     tracking_uri = mlflow.get_tracking_uri()
-    if state.checkpoint:  # a resumed run's dataset may have moved since: say so here, not from inside a Ray worker
-        load_offline_dataset(cfg)
     result = _fit_on_ray_train(cfg, run_path, tracking_uri, state)
     saved = TrainerState.load(run_path / STATE_FILE)  # the worker moved the step counter and checkpoint on
     state.iteration, state.checkpoint = saved.iteration, saved.checkpoint

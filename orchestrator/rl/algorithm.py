@@ -216,13 +216,18 @@ def build_algorithm(cfg: ExperimentConfig, env_config: dict[str, Any], cpus: int
         import torch
 
         torch.set_num_threads(local_learner_threads(cfg, cpus))
+    return algorithm_config(cfg, env_config, **learner).build_algo()
+
+
+def algorithm_config(cfg: ExperimentConfig, env_config: dict[str, Any], **learner: Any):
+    """The RLlib `AlgorithmConfig` (PPO or SAC, by ``rl.algorithm``) that `build_algorithm` builds."""
     if cfg.rl.algorithm == "SAC":
         if learner.get("affinity_every"):
             raise ValueError("task affinity is measured inside the PPO learner; rl.algorithm SAC does not offer it")
         from orchestrator.rl.sac import build_sac_config
 
-        return build_sac_config(cfg, env_config, architecture_params(cfg, env_config["tasks"])).build_algo()
-    return build_ppo_config(cfg, env_config, **learner).build_algo()
+        return build_sac_config(cfg, env_config, architecture_params(cfg, env_config["tasks"]))
+    return build_ppo_config(cfg, env_config, **learner)
 
 
 def _flush_env(runner) -> bool:

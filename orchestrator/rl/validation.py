@@ -35,10 +35,26 @@ RLLIB_TO_CONFIG_FIELD = {
 }
 
 
-def rllib_fields_named(message: str) -> list[str]:
-    """Our `rl.*` fields whose RLlib names occur in ``message``, in first-mention order, once each."""
+# Where SAC's settings live (the `sac` section) instead.
+SAC_RLLIB_TO_CONFIG_FIELD = {
+    **RLLIB_TO_CONFIG_FIELD,
+    "train_batch_size_per_learner": "sac.train_batch_size",
+    "total_train_batch_size": "sac.train_batch_size",
+    "train_batch_size": "sac.train_batch_size",
+    "actor_lr": "sac.actor_lr",
+    "critic_lr": "sac.critic_lr",
+    "alpha_lr": "sac.alpha_lr",
+    "initial_alpha": "sac.initial_alpha",
+    "tau": "sac.tau",
+    "num_steps_sampled_before_learning_starts": "sac.learning_starts",
+    "training_intensity": "sac.training_intensity",
+}
+
+
+def rllib_fields_named(message: str, fields: dict[str, str] = RLLIB_TO_CONFIG_FIELD) -> list[str]:
+    """Our config fields whose RLlib names occur in ``message``, in first-mention order, once each."""
     found: list[tuple[int, str]] = []
-    for rllib_name, field in RLLIB_TO_CONFIG_FIELD.items():
+    for rllib_name, field in fields.items():
         match = re.search(rf"(?<![A-Za-z_]){re.escape(rllib_name)}(?![A-Za-z_])", message)
         if match:
             found.append((match.start(), field))
@@ -52,13 +68,13 @@ def rllib_fields_named(message: str) -> list[str]:
 def check_rllib_config(cfg: ExperimentConfig, source: str) -> None:
     """Build the RLlib config `mto train` would build and run RLlib's ``validate()`` on it.
 
-    Raises `ConfigError` naming the `rl.*` fields (and their values) RLlib refuses.
+    Raises `ConfigError` naming our fields (`rl.*`, `sac.*`, with their values) that RLlib refuses.
     """
     if cfg.is_supervised or cfg.offline is not None:
         return
     import ray.rllib  # noqa: F401 - configures its logger on import; quieten it after that
 
-    from orchestrator.rl.algorithm import build_ppo_config, env_config_for
+    from orchestrator.rl.algorithm import algorithm_config, env_config_for
 
     rllib_logger = logging.getLogger("ray.rllib")
     level = rllib_logger.level
@@ -66,12 +82,12 @@ def check_rllib_config(cfg: ExperimentConfig, source: str) -> None:
     try:
         groups = cfg.groups or [list(resolve_task_space(cfg).names)]
         for tasks in groups:
-            build_ppo_config(cfg, env_config_for(cfg, list(tasks), None, None)).validate()
+            algorithm_config(cfg, env_config_for(cfg, list(tasks), None, None)).validate()
     except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
         message = str(exc).split("\nTo suppress all validation errors", 1)[0].strip()
-        fields = rllib_fields_named(message)
+        fields = rllib_fields_named(message, SAC_RLLIB_TO_CONFIG_FIELD if cfg.rl.algorithm == "SAC" else RLLIB_TO_CONFIG_FIELD)
         settings = ", ".join(f"{f}={_value(cfg, f)}" for f in fields) or "see the message"
-        raise ConfigError(f"{source}: RLlib refuses these rl settings ({settings}): {message}") from None
+        raise ConfigError(f"{source}: RLlib refuses these settings ({settings}): {message}") from None
     finally:
         rllib_logger.setLevel(level)
 
@@ -81,4 +97,4 @@ def _value(cfg: ExperimentConfig, field: str):
     return getattr(getattr(cfg, section), "lambda_" if name == "lambda" else name)
 
 
-__all__ = ["RLLIB_TO_CONFIG_FIELD", "check_rllib_config", "rllib_fields_named"]
+__all__ = ["RLLIB_TO_CONFIG_FIELD", "SAC_RLLIB_TO_CONFIG_FIELD", "check_rllib_config", "rllib_fields_named"]
