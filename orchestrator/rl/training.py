@@ -37,6 +37,9 @@ from orchestrator.runs.run_folder import GROUPS_TAG, STATE_FILE, TrainerState, T
 from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, log_metrics_safe, log_params_safe
 
 KEEP_CHECKPOINTS = 2
+# How long a run waits for RLlib to bring back EnvRunners that all died (Ray notices a lost
+# node after ~30 s, and an EnvRunner's restart rebuilds its environments).
+NO_SAMPLES_TIMEOUT_S = 300.0
 ACTOR_NAMESPACE = "mto"
 
 
@@ -183,6 +186,7 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
     if spool.waiting:  # kept during an outage before a crash: they go first, in order
         spool.send_waiting(timeout_s=30)
     logged_until = _last_logged_step(state.mlflow_run_id) if state.iteration else 0
+    down_since: float | None = None  # since when no EnvRunner has sampled
     with _SigtermFlag() as sigterm, TrainingProgress(cfg.training.iterations, state.iteration, live) as progress:
         while (state.iteration < cfg.training.iterations and (budget is None or state.env_steps < budget)
                and not sigterm.received):
@@ -197,6 +201,16 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
             episodes = result.get("env_runners", {}).get("num_episodes_lifetime")
             if episodes is not None:
                 metrics["episodes_completed_total"] = float(episodes)
+            if metrics["env_steps"] == 0 and cfg.rl.num_env_runners > 0:
+                # Every EnvRunner was down (RLlib has Ray restart them): nothing was sampled, so the
+                # iteration does not count. A run whose EnvRunners do not come back stops.
+                down_since = down_since or time.monotonic()
+                if time.monotonic() - down_since > NO_SAMPLES_TIMEOUT_S:
+                    raise RuntimeError(f"no EnvRunner has sampled for {NO_SAMPLES_TIMEOUT_S:.0f} s (RLlib could not "
+                                       f"restart them); the last checkpoint is {state.checkpoint}")
+                console.print("[yellow]no EnvRunner sampled this iteration[/] (restarting); not counted")
+                continue
+            down_since = None
             state.iteration += 1
             state.env_steps += int(metrics["env_steps"])
             cur_metrics, mean_success, success = _curriculum_metrics(ray.get(actor.metrics.remote()), names)
