@@ -180,11 +180,11 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
     budget = cfg.training.max_env_steps
     success: list[float] = [0.0] * len(names)
     measures_by_evaluation = cfg.curriculum.params.get("success_source", "online") == "evaluation"
-    # After a crash, iterations between the last checkpoint and the crash are trained again;
-    # MLflow keeps the metrics they logged the first time, so their steps are not logged twice.
     spool = MetricsSpool(run_path)
     if spool.waiting:  # kept during an outage before a crash: they go first, in order
         spool.send_waiting(timeout_s=30)
+    # After a crash, iterations between the last checkpoint and the crash are trained again;
+    # MLflow keeps the metrics they logged the first time, so their steps are not logged twice.
     logged_until = _last_logged_step(state.mlflow_run_id) if state.iteration else 0
     down_since: float | None = None  # since when no EnvRunner has sampled
     with _SigtermFlag() as sigterm, TrainingProgress(cfg.training.iterations, state.iteration, live) as progress:
@@ -235,7 +235,8 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
     final_written = state.checkpoint is not None and state.checkpoint.endswith(checkpoint_name(state.iteration))
     if not final_written:
         final_written = _save_checkpoint(algo, actor, run_path, state)
-    if spool.waiting and not spool.send_waiting(timeout_s=120):
+    # After a SIGTERM the process may have seconds left: what is not sent stays for --resume.
+    if spool.waiting and not spool.send_waiting(timeout_s=0 if sigterm.received else 120):
         console.print(f"[red]tracking server still unreachable[/]: {spool.waiting} iterations' metrics stay in "
                       f"{spool.path}; `mto train --resume {state.mlflow_run_id}` sends them")
     if sigterm.received:
@@ -243,7 +244,11 @@ def _train_loop(cfg, task_space, algo, actor, run_path: Path, state: TrainerStat
                    f"{'final checkpoint' if final_written else 'final checkpoint NOT written; last good one'} "
                    f"{state.checkpoint}; continue with: mto train --resume {state.mlflow_run_id}")
         console.print(message)
-        mlflow.end_run("KILLED")
+        try:
+            with fail_fast_tracking():
+                mlflow.end_run("KILLED")
+        except Exception as exc:  # noqa: BLE001 - the checkpoint is written; the status is secondary
+            console.print(f"[yellow]could not mark the MLflow run KILLED[/] ({type(exc).__name__})")
         raise TrainingInterrupted(message)
     if not final_written:
         raise RuntimeError(f"the final checkpoint was not written; the last good one is {state.checkpoint}")
