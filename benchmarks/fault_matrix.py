@@ -319,8 +319,10 @@ def case_driver_sigterm(cluster: Cluster, case: Case) -> Row:
 
 def case_driver_sigkill_resume(cluster: Cluster, case: Case) -> Row:
     """SIGKILL the driver between checkpoints, then `mto train --resume RUN`."""
-    iterations = 9
-    train = case.train(cluster, *_sets(training__iterations=iterations, training__checkpoint_every=3))
+    # Killed after iteration 5, between the checkpoints of 4 and 8 (3 iterations of margin for
+    # the signal to land on a fast machine).
+    iterations = 10
+    train = case.train(cluster, *_sets(training__iterations=iterations, training__checkpoint_every=4))
     train.wait_iteration(5)
     pid = cluster.driver_pid(exclude=os.getpid())
     os.kill(pid, signal.SIGKILL)
