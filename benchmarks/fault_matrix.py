@@ -313,7 +313,7 @@ def case_driver_sigterm(cluster: Cluster, case: Case) -> Row:
     checkpoint_ok = state["checkpoint"].endswith(f"iter_{last:06d}") and Path(state["checkpoint"], "manifest.json").is_file()
     facts.update(rc=rc, driver_pid=pid, checkpoint=state["checkpoint"], checkpoint_at_last_iteration=checkpoint_ok)
     survived = rc == 143 and checkpoint_ok and facts["status"] == "KILLED"
-    return Row("driver SIGTERM (kill / ray job stop)", survived, 0 if checkpoint_ok else None, _episodes_lost(facts),
+    return Row("driver SIGTERM", survived, 0 if checkpoint_ok else None, _episodes_lost(facts),
                exit_s, f"final checkpoint at iteration {last}, exit {rc}, MLflow {facts['status']}", facts)
 
 
