@@ -345,17 +345,11 @@ def config_from_dict(data: dict[str, Any], source: str, overrides: Sequence[str]
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(source, err)) from None
+    _make_paths_absolute(cfg)
     _check_domain(cfg, source)
     return cfg
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Read a YAML experiment file, apply `--set` overrides, validate everything.
-    _make_paths_absolute(cfg)
-
-    Raises `ConfigError` naming the file and the field path on any problem.
-    """
-    path = Path(path)
 def _absolute(path: str) -> str:
     """A local path made absolute against the working directory; URIs (s3://, gs://, file://...) unchanged."""
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path):
@@ -390,6 +384,12 @@ def _make_paths_absolute(cfg: ExperimentConfig) -> None:
                 source.checkpoint = _absolute(source.checkpoint)
 
 
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML experiment file, apply `--set` overrides, validate everything.
+
+    Raises `ConfigError` naming the file and the field path on any problem.
+    """
+    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
