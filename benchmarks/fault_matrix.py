@@ -347,6 +347,39 @@ def case_driver_sigkill_resume(cluster: Cluster, case: Case) -> Row:
                else f"resume failed (rc {rc})", facts)
 
 
+def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> Row:
+    """`mto train` submitted as a Ray job, then `ray job stop` (SIGTERM to the driver, SIGKILL
+    `RAY_JOB_STOP_WAIT_TIME_S` later; 30 s here, set in the job's runtime env)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(Cluster.api)
+    entrypoint = (f"{MTO} train {SMOKE} --set run_dir={case.run_dir} --set training.iterations=300 "
+                  f"--set training.checkpoint_every=100 --no-live")
+    env_vars = {"MLFLOW_TRACKING_URI": case.tracking_uri, "COLUMNS": "200"}
+    if wait_s is not None:
+        env_vars["RAY_JOB_STOP_WAIT_TIME_S"] = str(wait_s)
+    job = client.submit_job(entrypoint=entrypoint, runtime_env={"env_vars": env_vars})
+    _wait_for(lambda: re.search(r"^iter 3/", client.get_job_logs(job), re.M), 180, "the job did not reach iteration 3")
+    sent = time.monotonic()
+    client.stop_job(job)
+    status = _wait_for(lambda: (st := client.get_job_status(job)) in (JobStatus.STOPPED, JobStatus.FAILED,
+                                                                         JobStatus.SUCCEEDED) and st, 120, "job did not stop")
+    stop_s = time.monotonic() - sent
+    logs = client.get_job_logs(job)
+    (case.dir / "job.log").write_text(logs)
+    run = case.runs()[-1]
+    facts = run_facts(case, run.info.run_id)
+    last = facts["steps_logged"][-1]
+    state = json.loads((Path(facts["run_path"]) / "trainer_state.json").read_text())
+    checkpoint_ok = state["checkpoint"].endswith(f"iter_{last:06d}") and Path(state["checkpoint"], "manifest.json").is_file()
+    facts.update(job_status=str(status), checkpoint=state["checkpoint"], checkpoint_at_last_iteration=checkpoint_ok,
+                 said_stopped="stopped by SIGTERM" in logs)
+    survived = checkpoint_ok and facts["status"] == "KILLED" and facts["said_stopped"]
+    return Row("`ray job stop` of a submitted run", survived, 0 if checkpoint_ok else None, _episodes_lost(facts), stop_s,
+               f"final checkpoint at iteration {last}, job {status}, MLflow {facts['status']}" if survived
+               else "see details", facts)
+
+
 def _tree_digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -598,6 +631,7 @@ CASES: dict[str, Callable[[Cluster, Case], Row]] = {
     "curriculum_actor_sigkill": case_curriculum_actor_sigkill,
     "driver_sigterm": case_driver_sigterm,
     "driver_sigkill_resume": case_driver_sigkill_resume,
+    "ray_job_stop": case_ray_job_stop,
     "corrupt_checkpoint": case_corrupt_checkpoint,
     "concurrent_run_dir": case_concurrent_run_dir,
     "full_disk": case_full_disk,
