@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parent.parent
-FAST_CASES = ["driver_sigterm", "driver_sigkill_resume", "corrupt_checkpoint", "envrunner_sigkill",
+FAST_CASES = ["driver_sigterm", "ray_job_stop", "driver_sigkill_resume", "corrupt_checkpoint", "envrunner_sigkill",
               "curriculum_actor_sigkill"]
 
 
@@ -55,6 +55,14 @@ def test_sigterm_writes_a_final_checkpoint_and_exits_143(fast_rows):
     # The checkpoint is of the last iteration the driver finished, with its manifest.
     assert d["checkpoint_at_last_iteration"], d
     assert d["duplicated_steps"] == 0
+
+
+def test_ray_job_stop_checkpoints_before_the_sigkill(fast_rows):
+    row = fast_rows["ray_job_stop"]
+    d = row["details"]
+    assert row["survived"], row
+    assert d["job_status"] == "STOPPED" and d["status"] == "KILLED" and d["said_stopped"]
+    assert d["checkpoint_at_last_iteration"] and d["duplicated_steps"] == 0
 
 
 def test_sigkill_then_resume_continues_the_same_run_without_duplicated_steps(fast_rows):
