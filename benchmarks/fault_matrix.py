@@ -358,7 +358,15 @@ def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> 
     env_vars = {"MLFLOW_TRACKING_URI": case.tracking_uri, "COLUMNS": "200"}
     if wait_s is not None:
         env_vars["RAY_JOB_STOP_WAIT_TIME_S"] = str(wait_s)
-    job = client.submit_job(entrypoint=entrypoint, runtime_env={"env_vars": env_vars})
+    def submit() -> str | None:
+        try:
+            return client.submit_job(entrypoint=entrypoint, runtime_env={"env_vars": env_vars})
+        except RuntimeError as exc:  # the head's job agent starts a little after the head itself
+            if "No available agent" in str(exc):
+                return None
+            raise
+
+    job = _wait_for(submit, 120, "the job agent did not accept the job")
     _wait_for(lambda: re.search(r"^iter 3/", client.get_job_logs(job), re.M), 180, "the job did not reach iteration 3")
     sent = time.monotonic()
     client.stop_job(job)
