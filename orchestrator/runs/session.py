@@ -80,7 +80,10 @@ def training_run(cfg: ExperimentConfig, tracking_uri: str, run_path: Path | None
         mlflow.end_run("FINISHED")
     except BaseException:
         if active is not None:
-            mlflow.end_run("FAILED")
+            try:
+                mlflow.end_run("FAILED")
+            except Exception as exc:  # noqa: BLE001 - a tracking server that is down must not hide why the run ended
+                console.print(f"[yellow]could not mark the MLflow run FAILED ({type(exc).__name__}: {exc})[/]")
         raise
     finally:
         if started_ray:
