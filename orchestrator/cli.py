@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN", help="continue this MLflow run (id or name) from its last checkpoint")
     train.add_argument("--no-live", action="store_true", help="plain log lines instead of a live progress bar")
     _add_cluster_flags(train)
-    _add_run_dir(train)
+    train.add_argument("--run-dir", default=None,
+                       help="where runs live (a new run: overrides the config's run_dir; --resume: where to find "
+                            "the run; default MLflow store: sqlite under it; MLFLOW_TRACKING_URI overrides)")
 
     ev = sub.add_parser("eval", help="run N episodes per task with a checkpoint's policy; print per-task success")
     ev.add_argument("run", help="MLflow run id or name, or a checkpoint directory")
@@ -143,11 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return USAGE_ERROR
             run_training(
                 args.config,
-                tuple(args.overrides),
+                # --run-dir on a new run is the config's run_dir, said on the command line (as `mto tune` takes it)
+                tuple(args.overrides) + ((f"run_dir={args.run_dir}",) if args.run_dir and args.config and
+                                         args.resume is None else ()),
                 resume=args.resume,
                 address=args.address,
                 live=False if args.no_live else None,
-                run_dir=args.run_dir,
+                run_dir=args.run_dir or "runs",
             )
         elif args.command == "eval":
             from orchestrator.rl.evaluate import run_evaluation

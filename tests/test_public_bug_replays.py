@@ -196,8 +196,10 @@ def test_report_eval_and_resume_by_a_name_with_quotes(ray_session, tmp_path, mon
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     name = "bob's \"first\" run"
     common = ["--run-dir", str(tmp_path)]
-    assert main(["train", str(REPO / "configs/smoke.yaml"), "--no-live", *common, "--set", f"run_dir={tmp_path}",
+    # --run-dir alone puts a new run there (it used to be read for --resume/eval/report only).
+    assert main(["train", str(REPO / "configs/smoke.yaml"), "--no-live", *common,
                  "--set", f"tracking.run_name={name}", "--set", "training.iterations=1"]) == 0
+    assert [p.name.startswith("smoke-") for p in tmp_path.iterdir() if p.is_dir() and p.name != "mlartifacts"] == [True]
     assert main(["report", name, *common, "--out", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report/success_rate.png").is_file()
     assert main(["eval", name, *common, "--episodes", "2"]) == 0
