@@ -366,8 +366,9 @@ def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> 
                 return None
             raise
 
-    job = _wait_for(submit, 120, "the job agent did not accept the job")
-    _wait_for(lambda: re.search(r"^iter 3/", client.get_job_logs(job), re.M), 180, "the job did not reach iteration 3")
+    # Generous: on 2 busy cores the job agent and the job's own Ray worker start take minutes.
+    job = _wait_for(submit, 300, "the job agent did not accept the job")
+    _wait_for(lambda: re.search(r"^iter 3/", client.get_job_logs(job), re.M), 600, "the job did not reach iteration 3")
     sent = time.monotonic()
     client.stop_job(job)
     status = _wait_for(lambda: (st := client.get_job_status(job)) in (JobStatus.STOPPED, JobStatus.FAILED,
