@@ -62,6 +62,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _own_dashboard_agent_port(port: int) -> None:
+    """Give the next local head's dashboard agent ``port`` instead of Ray's fixed default 52365.
+
+    Another Ray on this machine (the test session's, a user's) holds 52365; a head whose agent
+    cannot bind refuses job submissions ("No available agent to submit job"). `ray start` has
+    `--dashboard-agent-listen-port`; `ray.init` has no argument for it, so its parameters'
+    default is set here (`tests/test_ray_job_submit.py` starts its head with the flag).
+    """
+    from ray._private import parameter
+
+    init = getattr(parameter.RayParams.__init__, "__wrapped__", parameter.RayParams.__init__)
+
+    def with_agent_port(self, *args, **kwargs):
+        kwargs.setdefault("dashboard_agent_listen_port", port)
+        init(self, *args, **kwargs)
+
+    with_agent_port.__wrapped__ = init
+    parameter.RayParams.__init__ = with_agent_port
+
+
 class Cluster:
     """A local Ray head owned by this process (stopped with it), dashboard on for the state API."""
 
@@ -71,6 +91,7 @@ class Cluster:
         import ray
 
         port = free_port()
+        _own_dashboard_agent_port(free_port())
         # address="local": always a new head, even when a `ray start` on this machine left its
         # address in /tmp/ray/ray_current_cluster (ray.init() would attach to that cluster).
         ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
