@@ -357,6 +357,25 @@ def _absolute(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:`` tracking URI (None for other stores or in-memory SQLite)."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(tracking_uri).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def absolute_tracking_uri(tracking_uri: str) -> str:
+    """``tracking_uri`` with a relative SQLite path made absolute against the working directory
+    (a Ray worker's own working directory would open, and create, another store); others unchanged."""
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.is_absolute():
+        return f"sqlite:///{path.expanduser().resolve()}"
+    return tracking_uri
+
+
 def _make_paths_absolute(cfg: ExperimentConfig) -> None:
     """Resolve every local path of the config here, on the driver, against the directory `mto` runs in.
 
@@ -371,12 +390,8 @@ def _make_paths_absolute(cfg: ExperimentConfig) -> None:
             cfg.task.dataset_params[key] = _absolute(value)
     if cfg.tune.storage_path is not None:
         cfg.tune.storage_path = _absolute(cfg.tune.storage_path)
-    if cfg.tracking.tracking_uri is not None and cfg.tracking.tracking_uri.startswith("sqlite:///"):
-        from sqlalchemy.engine import make_url
-
-        database = make_url(cfg.tracking.tracking_uri).database
-        if database and database != ":memory:":
-            cfg.tracking.tracking_uri = f"sqlite:///{_absolute(database)}"
+    if cfg.tracking.tracking_uri is not None:
+        cfg.tracking.tracking_uri = absolute_tracking_uri(cfg.tracking.tracking_uri)
     if cfg.offline is not None:
         cfg.offline.dataset = _absolute(cfg.offline.dataset)
         for source in cfg.offline.behaviour:

@@ -13,7 +13,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import ConfigError
+from orchestrator.config import ConfigError, absolute_tracking_uri, sqlite_path
 
 RUN_PATH_TAG = "mto.run_path"
 CONFIG_ARTIFACT = "config.yaml"
@@ -24,27 +24,13 @@ def default_tracking_uri(run_dir: str | Path) -> str:
     return f"sqlite:///{Path(run_dir).resolve() / 'mlflow.db'}"
 
 
-def sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:`` tracking URI (None for other stores or in-memory SQLite)."""
-    if not tracking_uri.startswith("sqlite:"):
-        return None
-    from sqlalchemy.engine import make_url
-
-    database = make_url(tracking_uri).database
-    return Path(database) if database and database != ":memory:" else None
-
-
 def resolve_tracking_uri(configured: str | None, run_dir: str | Path) -> str:
     """Config value, else `MLFLOW_TRACKING_URI`, else SQLite under `run_dir`.
 
     A relative SQLite path is made absolute here, on the driver: Ray workers run in their own
     working directory, where the same relative path would open (and create) another store.
     """
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(run_dir)
-    path = sqlite_path(uri)
-    if path is not None and not path.is_absolute():
-        uri = f"sqlite:///{path.resolve()}"
-    return uri
+    return absolute_tracking_uri(configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(run_dir))
 
 
 @contextmanager
