@@ -11,7 +11,17 @@ from .outcomes import CurriculumDistribution, EpisodeOutcomes
 from .sampling import entropy
 from .success_estimates import SuccessEstimates, reweight
 
-__all__ = ["Curriculum", "SUCCESS_SOURCES"]
+__all__ = ["Curriculum", "SUCCESS_SOURCES", "RECENT_EPISODE_WEIGHT", "recent_weights"]
+
+# Weight of one episode in the per-episode moving averages (about the last 300 episodes count).
+RECENT_EPISODE_WEIGHT = 1.0 / 300.0
+
+
+def recent_weights(n: int, alpha: float) -> tuple[np.ndarray, float]:
+    """Weights that apply ``m <- (1 - alpha) m + alpha x`` to `n` values in order at once:
+    ``m_new = keep * m + weights @ x`` with ``weights[i] = alpha (1 - alpha)^(n-1-i)``."""
+    decay = (1.0 - alpha) ** np.arange(n - 1, -1, -1, dtype=np.float64)
+    return alpha * decay, (1.0 - alpha) ** n
 
 SUCCESS_SOURCES = ("online", "evaluation")
 
@@ -97,7 +107,7 @@ class Curriculum:
         self.success_source = success_source
         self.evaluation_interval_steps = None if evaluation_interval_steps is None else int(evaluation_interval_steps)
         self.bonus = ExplorationBonus.from_config(bonus)
-        self._params["bonus"] = {"mode": self.bonus.mode, "size": self.bonus.size, "threshold": self.bonus.threshold}
+        self._params["bonus"] = self.bonus.as_dict()
         self.estimates = SuccessEstimates(
             len(self.task_names), alpha_fast, alpha_slow, random_baseline, max_random_baseline
         )
@@ -106,11 +116,21 @@ class Curriculum:
         # an item's success rate as a goal through it.
         self._item_task = np.array([task_index.get(name, -1) for name in self.item_names], dtype=np.int64)
         self._item_is_task = self._item_task >= 0
+        item_index = {name: i for i, name in enumerate(self.item_names)}
+        # Task -> its item (-1 when the task is not an item): a task whose item is obtained in
+        # other goals' episodes is within the agent's reach (see LearningProgressCurriculum).
+        self._task_item = np.array([item_index.get(name, -1) for name in self.task_names], dtype=np.int64)
         n = len(self.task_names)
         self.episodes = np.zeros(n, dtype=np.int64)
         self.successes = np.zeros(n, dtype=np.int64)
         self.evaluation_episodes = np.zeros(n, dtype=np.int64)
         self.item_obtained_episodes = np.zeros(len(self.item_names), dtype=np.int64)
+        # Per-episode moving averages over recent training episodes (weight RECENT_EPISODE_WEIGHT
+        # each): how often each item is obtained whatever the goal, and the return split into
+        # the environment's and the bonus's share.
+        self.item_obtained_rate = np.zeros(len(self.item_names), dtype=np.float64)
+        self.recent_env_return = 0.0
+        self.recent_bonus_return = 0.0
         self.env_steps = 0
         self.steps_since_evaluation = 0
         self.evaluations = 0
@@ -168,6 +188,13 @@ class Curriculum:
                 self.steps_since_evaluation = 0
                 self._dirty = True
             return
+        weights, keep = recent_weights(n, RECENT_EPISODE_WEIGHT)
+        if outcomes.items_obtained is not None:
+            self.item_obtained_rate = keep * self.item_obtained_rate + weights @ outcomes.items_obtained.view(np.uint8)
+            self._dirty = True
+        bonus_return = outcomes.bonus_return if outcomes.bonus_return is not None else np.zeros(n)
+        self.recent_env_return = keep * self.recent_env_return + float(weights @ outcomes.episode_return)
+        self.recent_bonus_return = keep * self.recent_bonus_return + float(weights @ bonus_return)
         self.episodes += np.bincount(task, minlength=self.num_tasks)
         self.successes += np.bincount(task, weights=success, minlength=self.num_tasks).astype(np.int64)
         steps = int(outcomes.length.sum())
@@ -222,12 +249,24 @@ class Curriculum:
         out["entropy"] = entropy(dist.probabilities)
         out["num_active_tasks"] = float(np.count_nonzero(dist.probabilities))
         out["num_bonus_items"] = float(np.count_nonzero(dist.bonus_items))
+        out.update(self.bonus_metrics(dist.bonus_items))
         out["num_items_obtained_ever"] = float(np.count_nonzero(self.item_obtained_episodes))
         out["episodes_total"] = float(self.episodes.sum())
         out["env_steps"] = float(self.env_steps)
         out["evaluation_due"] = float(self.evaluation_due)
         out["version"] = float(dist.version)
         return out
+
+    def bonus_metrics(self, bonus_items: np.ndarray) -> dict[str, float]:
+        """What the exploration bonus does now: items that pay, and its share of recent returns."""
+        total = self.recent_env_return + self.recent_bonus_return
+        return {
+            "bonus/paying_items": float(np.count_nonzero(bonus_items)),
+            "bonus/paying_task_items": float(np.count_nonzero(bonus_items & self._item_is_task)),
+            "bonus/return_per_episode": self.recent_bonus_return,
+            "bonus/env_return_per_episode": self.recent_env_return,
+            "bonus/share_of_return": self.recent_bonus_return / total if total > 0 else 0.0,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue: plain Python and numpy, picklable."""
@@ -240,6 +279,9 @@ class Curriculum:
             "successes": self.successes.copy(),
             "evaluation_episodes": self.evaluation_episodes.copy(),
             "item_obtained_episodes": self.item_obtained_episodes.copy(),
+            "item_obtained_rate": self.item_obtained_rate.copy(),
+            "recent_env_return": self.recent_env_return,
+            "recent_bonus_return": self.recent_bonus_return,
             "env_steps": self.env_steps,
             "steps_since_evaluation": self.steps_since_evaluation,
             "evaluations": self.evaluations,
@@ -264,6 +306,10 @@ class Curriculum:
         self.successes = np.array(state["successes"], dtype=np.int64)
         self.evaluation_episodes = np.array(state["evaluation_episodes"], dtype=np.int64)
         self.item_obtained_episodes = np.array(state["item_obtained_episodes"], dtype=np.int64)
+        # States written before these moving averages existed start them at zero.
+        self.item_obtained_rate = np.array(state.get("item_obtained_rate", np.zeros(self.num_items)), dtype=np.float64)
+        self.recent_env_return = float(state.get("recent_env_return", 0.0))
+        self.recent_bonus_return = float(state.get("recent_bonus_return", 0.0))
         self.env_steps = int(state["env_steps"])
         self.steps_since_evaluation = int(state["steps_since_evaluation"])
         self.evaluations = int(state["evaluations"])
@@ -280,12 +326,18 @@ class Curriculum:
         raise NotImplementedError
 
     def _compute_bonus_items(self) -> np.ndarray:
-        if self.bonus.mode != "dynamic":
-            return self.bonus.bonus_items(np.zeros(self.num_items))
         # An item's success rate as a goal; items that are not tasks have none (NaN).
         rate = np.full(self.num_items, np.nan)
         rate[self._item_is_task] = self.estimates.success_rate[self._item_task[self._item_is_task]]
-        return self.bonus.bonus_items(rate)
+        return self.bonus.bonus_items(rate, self._item_is_task, self.item_obtained_rate)
+
+    def obtained_as_by_product(self) -> np.ndarray:
+        """Bool per task: its goal has never succeeded, yet its item was obtained in some
+        training episode (one with another goal, e.g. while earning the bonus)."""
+        has_item = self._task_item >= 0
+        obtained = np.zeros(self.num_tasks, dtype=bool)
+        obtained[has_item] = self.item_obtained_episodes[self._task_item[has_item]] > 0
+        return obtained & (self.successes == 0)
 
     def reweighted(self, p: np.ndarray) -> np.ndarray:
         """f(p) with this scheduler's theta."""

@@ -53,6 +53,12 @@ class LearningProgressCurriculum(Curriculum):
             rule and is sampled only through ``uniform_mix``: with ``uniform_mix=0`` too (and
             online success) it is never tried, so that combination warns here, and
             `learning_progress_setting_error` reports it for config validation.
+        by_product_weight: a task that has never succeeded as a goal but whose item was
+            obtained in episodes with other goals (e.g. for the exploration bonus) gets
+            ``by_product_weight / num_tasks`` of the probability (>= 0; default 1.0, its
+            uniform share; 0 = the rule without it). Without it such a task has LP 0 and
+            success 0 and sits at the ``uniform_mix`` floor, where its few goal episodes
+            may never succeed; with it, the bonus and the curriculum hand it on.
     """
 
     kind = "learning_progress"
@@ -65,6 +71,7 @@ class LearningProgressCurriculum(Curriculum):
         temperature: float = 1.0,
         uniform_mix: float = 0.1,
         untried_weight: float = 1.0,
+        by_product_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
         if not (np.isfinite(temperature) and temperature > 0):
@@ -73,14 +80,18 @@ class LearningProgressCurriculum(Curriculum):
             raise ValueError(f"uniform_mix must be in [0, 1], got {uniform_mix}")
         if not (np.isfinite(untried_weight) and untried_weight >= 0):
             raise ValueError(f"untried_weight must be a finite number >= 0, got {untried_weight}")
+        if not (np.isfinite(by_product_weight) and by_product_weight >= 0):
+            raise ValueError(f"by_product_weight must be a finite number >= 0, got {by_product_weight}")
         problem = learning_progress_setting_error(uniform_mix, untried_weight, kwargs.get("success_source", "online"))
         if problem is not None:
             warnings.warn(problem, RuntimeWarning, stacklevel=2)
         self.temperature = float(temperature)
         self.uniform_mix = float(uniform_mix)
         self.untried_weight = float(untried_weight)
+        self.by_product_weight = float(by_product_weight)
         super().__init__(task_names, item_names, **kwargs)
-        self._params.update(temperature=self.temperature, uniform_mix=self.uniform_mix, untried_weight=self.untried_weight)
+        self._params.update(temperature=self.temperature, uniform_mix=self.uniform_mix, untried_weight=self.untried_weight,
+                            by_product_weight=self.by_product_weight)
 
     def _compute_probabilities(self) -> np.ndarray:
         est = self.estimates
@@ -91,4 +102,6 @@ class LearningProgressCurriculum(Curriculum):
             temperature=self.temperature,
             uniform_mix=self.uniform_mix,
             untried_weight=self.untried_weight,
+            by_product=self.obtained_as_by_product() if self.by_product_weight > 0 else None,
+            by_product_weight=self.by_product_weight,
         )

@@ -35,6 +35,8 @@ class EpisodeOutcomes:
         evaluation: True when the whole batch comes from evaluation episodes
             (not training); schedulers measuring success from evaluation use
             only such batches.
+        bonus_return: float64 (n,) exploration bonus paid in each episode (on top of
+            `episode_return`), or None when no bonus was paid.
     """
 
     task: np.ndarray
@@ -43,6 +45,7 @@ class EpisodeOutcomes:
     length: np.ndarray
     items_obtained: np.ndarray | None = None
     evaluation: bool = False
+    bonus_return: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Lenient conversion only (lists -> arrays); `validate` judges the content
@@ -53,6 +56,8 @@ class EpisodeOutcomes:
         self.length = np.asarray(self.length)
         if self.items_obtained is not None:
             self.items_obtained = np.asarray(self.items_obtained)
+        if self.bonus_return is not None:
+            self.bonus_return = np.asarray(self.bonus_return)
         self.evaluation = bool(self.evaluation)
 
     def __len__(self) -> int:
@@ -90,6 +95,12 @@ class EpisodeOutcomes:
             if has_items.pop()
             else None
         )
+        # A batch without a bonus column paid no bonus: zeros keep the rows aligned.
+        bonus = None
+        if any(b.bonus_return is not None for b in batches):
+            bonus = np.concatenate([
+                b.bonus_return if b.bonus_return is not None else np.zeros(len(b)) for b in batches
+            ])
         return cls(
             task=np.concatenate([b.task for b in batches]),
             success=np.concatenate([b.success for b in batches]),
@@ -97,6 +108,7 @@ class EpisodeOutcomes:
             length=np.concatenate([b.length for b in batches]),
             items_obtained=items,
             evaluation=evaluation.pop(),
+            bonus_return=bonus,
         )
 
     def validate(self, num_tasks: int, num_items: int | None = None) -> None:
@@ -114,6 +126,8 @@ class EpisodeOutcomes:
             "episode_return": self.episode_return,
             "length": self.length,
         }
+        if self.bonus_return is not None:
+            columns["bonus_return"] = self.bonus_return
         for name, column in columns.items():
             if column.shape != (n,):
                 raise ValueError(
@@ -152,6 +166,17 @@ class EpisodeOutcomes:
                     f"EpisodeOutcomes.episode_return[{i}] = {self.episode_return[i]} is not finite "
                     "(NaN or inf); returns must be finite numbers"
                 )
+            if self.bonus_return is not None:
+                if self.bonus_return.dtype.kind not in "biuf":
+                    raise ValueError(
+                        f"EpisodeOutcomes.bonus_return must be numeric, got dtype {self.bonus_return.dtype}"
+                    )
+                finite = np.isfinite(self.bonus_return)
+                if not finite.all():
+                    i = _first_bad(~finite)
+                    raise ValueError(
+                        f"EpisodeOutcomes.bonus_return[{i}] = {self.bonus_return[i]} is not finite"
+                    )
             if (self.length < 0).any():
                 i = _first_bad(self.length < 0)
                 raise ValueError(

@@ -17,21 +17,25 @@ def learning_progress_probabilities(
     temperature: float = 1.0,
     uniform_mix: float = 0.0,
     untried_weight: float = 1.0,
+    by_product: np.ndarray | None = None,
+    by_product_weight: float = 0.0,
 ) -> np.ndarray:
-    """The paper's sampling rule, as its public ports implement it.
+    """The paper's sampling rule, as its public ports implement it, plus one reserve.
 
-    1. Among measured tasks, those with LP > 0 or success > 0 qualify; when none
-       does, all measured tasks qualify.
+    1. Among measured tasks (less the `by_product` ones, step 3), those with LP > 0 or
+       success > 0 qualify; when none does, all of them qualify.
     2. Their LP is z-scored, divided by `temperature`, passed through a
        sigmoid and normalised; other measured tasks get 0.  A standard
        deviation within round-off of the LP values (<= 8 eps * max |LP|,
        e.g. 0) means the LPs are equal: every qualifying task gets the same
        weight, exactly.
-    3. Tasks never measured yet each keep `untried_weight / num_tasks` (with the
-       default 1.0, the share uniform sampling would give them; the total is
-       capped at 1) so they are tried soon; the measured tasks share the rest.
-       With ``untried_weight=0`` they get nothing here: only `uniform_mix`
-       can ever select them. With no task measured the result is uniform.
+    3. Reserved shares, taken before step 2's tasks share the rest: each task never
+       measured keeps `untried_weight / num_tasks` (with the default 1.0, the share uniform
+       sampling would give it) so it is tried soon; each `by_product` task (measured, never
+       succeeded as a goal, but its item was obtained in other episodes) keeps
+       `by_product_weight / num_tasks`, so a task the agent has shown it can reach is
+       practised instead of sitting at the `uniform_mix` floor.  Reserves above 1 in total
+       are scaled down to 1.  With no task measured the result is uniform.
     4. Finally ``(1 - uniform_mix) * p + uniform_mix / num_tasks``.
 
     Tasks with identical inputs get bit-identical probabilities.  The LP
@@ -44,26 +48,35 @@ def learning_progress_probabilities(
     if num_measured == 0:
         probabilities = np.full(n, uniform)
     else:
-        pool = measured & ((learning_progress > 0) | (success_rate > 0))
-        if not pool.any():
-            pool = measured
-        lp = learning_progress[pool]
-        # Population z-score written out: np.std/np.mean cost more than the maths at n ~ 1000.
-        centred = lp - lp.sum() / lp.shape[0]
-        std = np.sqrt(centred @ centred / lp.shape[0])
-        if std <= _STD_RTOL * float(np.max(np.abs(lp))):
-            centred[:] = 0.0  # equal up to the round-off of the centring: equal weights
-            std = 1.0
-        # weights = sigmoid(z / temperature), computed in place to save temporaries
-        weights = np.multiply(centred, -1.0 / (std * temperature), out=centred)
-        np.exp(weights, out=weights)
-        weights += 1.0
-        np.reciprocal(weights, out=weights)
+        lifted = np.zeros(n, dtype=bool) if by_product is None or by_product_weight <= 0 else measured & by_product
+        reserve = np.where(measured, 0.0, untried_weight * uniform)
+        reserve[lifted] = by_product_weight * uniform
+        reserved = float(reserve.sum())
+        if reserved > 1.0:
+            reserve /= reserved
+            reserved = 1.0
+        rated = measured & ~lifted
         probabilities = np.zeros(n)
-        untried_share = min(1.0, untried_weight * uniform * (n - num_measured))
-        probabilities[pool] = weights * ((1.0 - untried_share) / weights.sum())
-        if num_measured < n:
-            probabilities[~measured] = untried_share / (n - num_measured)
+        if rated.any():
+            pool = rated & ((learning_progress > 0) | (success_rate > 0))
+            if not pool.any():
+                pool = rated
+            lp = learning_progress[pool]
+            # Population z-score written out: np.std/np.mean cost more than the maths at n ~ 1000.
+            centred = lp - lp.sum() / lp.shape[0]
+            std = np.sqrt(centred @ centred / lp.shape[0])
+            if std <= _STD_RTOL * float(np.max(np.abs(lp))):
+                centred[:] = 0.0  # equal up to the round-off of the centring: equal weights
+                std = 1.0
+            # weights = sigmoid(z / temperature), computed in place to save temporaries
+            weights = np.multiply(centred, -1.0 / (std * temperature), out=centred)
+            np.exp(weights, out=weights)
+            weights += 1.0
+            np.reciprocal(weights, out=weights)
+            probabilities[pool] = weights * ((1.0 - reserved) / weights.sum())
+            probabilities += reserve
+        else:  # every measured task is a by-product one: the reserves are all there is
+            probabilities = reserve / reserved
     if uniform_mix > 0.0:
         probabilities = (1.0 - uniform_mix) * probabilities + uniform_mix * uniform
     return probabilities

@@ -92,7 +92,12 @@ class CurriculumConfig(_Section):
     refresh_every_episodes: int = Field(
         64, ge=1, description="env-side copy of the distribution is refreshed after this many episodes"
     )
-    refresh_every_seconds: float = Field(5.0, gt=0, description="... or after this many seconds")
+    refresh_every_seconds: float = Field(
+        5.0, gt=0, description="... or after this many seconds (only with reproducible: false)")
+    reproducible: bool = Field(
+        True, description="refresh by episodes only, waiting at each refresh until the CurriculumActor has "
+        "absorbed the runner's episodes (one round trip per refresh_every_episodes): one seed, one run on one "
+        "machine; false: never wait, refresh by episodes or seconds")
     report_every_episodes: int = Field(32, ge=1, description="episode outcomes are sent in batches of this size")
     checkpoint_every_seconds: float = Field(30.0, gt=0, description="the CurriculumActor saves its state this often (restored if it restarts)")
     evaluation_episodes_per_task: int = Field(
@@ -104,16 +109,35 @@ class BonusConfig(_Section):
     """The within-episode exploration bonus for obtaining new items."""
 
     mode: Literal["off", "static", "dynamic"] = Field(
-        "dynamic", description="off; static: every item; dynamic: only items not yet obtained reliably"
+        "dynamic", description="off; static: every eligible item, all run long; dynamic: only eligible items "
+        "not yet obtained reliably"
     )
-    size: float = Field(0.1, ge=0.0, description="reward added the first time an item is obtained in an episode")
+    size: float = Field(0.1, ge=0.0, description="reward added the first time an item is obtained in an episode "
+                        "(the goal pays 1)")
     threshold: float = Field(
-        0.5, ge=0.0, le=1.0, description="dynamic mode: items with success rate below this earn the bonus"
+        0.5, ge=0.0, le=1.0, description="dynamic mode: an item whose success rate as a goal (or, for an item "
+        "that is not a task, share of recent episodes obtaining it) is at or above this stops earning the bonus"
     )
-    scope: Literal["all_items", "goal_prerequisites"] = Field(
-        "all_items", description="all_items: any bonus item earns it; goal_prerequisites: only items the "
-        "episode's goal needs (so collecting unrelated items never pays more than finishing the goal)"
+    items: Literal["tasks", "all"] = Field(
+        "tasks", description="which items are eligible: tasks (the paper's form: items that are also tasks, "
+        "so the bonus fades as tasks are mastered); all: every item, non-task ones by non_task_items"
     )
+    non_task_items: Literal["until_obtained_reliably", "always"] = Field(
+        "until_obtained_reliably", description="with items: all, dynamic mode: an item that is never a goal pays "
+        "until obtained in threshold of recent episodes, or always (the old behaviour)"
+    )
+    scope: Literal["every_episode", "goal_prerequisites"] = Field(
+        "every_episode", description="every_episode: a bonus item pays whatever the episode's goal (the paper's "
+        "form; all_items is the old name); goal_prerequisites: only items the episode's goal needs"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_scope_name(cls, data: Any) -> Any:
+        # `all_items` was this scope's name before `items` existed; it meant every episode.
+        if isinstance(data, dict) and data.get("scope") == "all_items":
+            data = {**data, "scope": "every_episode"}
+        return data
 
 
 class RLConfig(_Section):
@@ -581,7 +605,8 @@ def build_scheduler(cfg: ExperimentConfig, task_names: Sequence[str], item_names
     from curricula import ExplorationBonus, build_curriculum
 
     bonus = ExplorationBonus(
-        mode=cfg.bonus.mode, size=cfg.bonus.size, threshold=cfg.bonus.threshold
+        mode=cfg.bonus.mode, size=cfg.bonus.size, threshold=cfg.bonus.threshold,
+        items=cfg.bonus.items, non_task_items=cfg.bonus.non_task_items,
     )
     return build_curriculum(
         cfg.curriculum.kind, list(task_names), list(item_names), bonus=bonus, **cfg.curriculum.params

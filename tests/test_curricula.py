@@ -251,8 +251,9 @@ def test_fixed_random_baseline_normalises_online_measurements():
 # -- exploration bonus -----------------------------------------------------------------
 
 def test_dynamic_bonus_drops_items_once_reliable():
-    items = TASKS + ["dirt"]  # "dirt" is an item but not a task: always earns the bonus
-    cur = LearningProgressCurriculum(TASKS, items, bonus={"mode": "dynamic", "threshold": 0.5, "size": 0.2},
+    items = TASKS + ["dirt"]  # "dirt" is an item but not a task: with non_task_items=always it always pays
+    cur = LearningProgressCurriculum(TASKS, items, bonus={"mode": "dynamic", "threshold": 0.5, "size": 0.2,
+                                                          "items": "all", "non_task_items": "always"},
                                      alpha_fast=1.0)
     assert cur.distribution().bonus_items.tolist() == [True] * 5
     cur.update(outcomes([0, 1], [1, 0]))  # success rate (alpha 1): log 1.0, planks 0.0
@@ -381,7 +382,8 @@ def test_config_rebuilds_the_same_scheduler():
                          bonus={"mode": "dynamic", "threshold": 0.3}, random_baseline=[0.1, 0.0, 0.0, 0.2])
     config = a.config()
     assert config["kind"] == "learning_progress" and config["temperature"] == 0.5
-    assert config["bonus"] == {"mode": "dynamic", "size": 0.1, "threshold": 0.3}
+    assert config["bonus"] == {"mode": "dynamic", "size": 0.1, "threshold": 0.3, "items": "tasks",
+                               "non_task_items": "until_obtained_reliably"}
     params = {k: v for k, v in config.items() if k not in ("kind", "task_names", "item_names")}
     b = build_curriculum(config["kind"], config["task_names"], config["item_names"], **params)
     batch = outcomes([0, 0, 1, 3, 3], [0, 1, 1, 1, 0])

@@ -275,7 +275,8 @@ def test_goal_prerequisite_items_known_answer():
 
 
 def test_dynamic_bonus_stops_for_items_the_agent_masters():
-    scheduler = LearningProgressCurriculum(TASKS, ITEMS, bonus={"mode": "dynamic", "threshold": 0.5}, alpha_fast=1.0)
+    scheduler = LearningProgressCurriculum(TASKS, ITEMS, bonus={"mode": "dynamic", "threshold": 0.5, "items": "all",
+                                                                "non_task_items": "always"}, alpha_fast=1.0)
     env = CurriculumVectorWrapper(ChainVectorEnv(1), LocalCurriculumClient(scheduler), bonus_size=0.5,
                                   report_every_episodes=1, refresh_every_episodes=1)
     assert env.distribution.bonus_items.all()

@@ -73,6 +73,7 @@ def _wrapper_kwargs(env_config: dict[str, Any], env) -> dict[str, Any]:
         refresh_every_episodes=int(env_config["refresh_every_episodes"]),
         refresh_every_seconds=float(env_config["refresh_every_seconds"]),
         report_every_episodes=int(env_config["report_every_episodes"]),
+        wait_for_curriculum=bool(env_config.get("reproducible", False)),
     )
 
 
@@ -92,6 +93,7 @@ def env_config_for(cfg: ExperimentConfig, task_names: list[str], actor_name: str
         "bonus_scope": cfg.bonus.scope,
         "refresh_every_episodes": cfg.curriculum.refresh_every_episodes,
         "refresh_every_seconds": cfg.curriculum.refresh_every_seconds,
+        "reproducible": cfg.curriculum.reproducible,
         "report_every_episodes": cfg.curriculum.report_every_episodes,
     }
 

@@ -119,6 +119,7 @@ class _CurriculumLink:
         evaluation: bool,
         initial_fetch_timeout_s: float,
         bonus_scope: np.ndarray | None = None,
+        wait_for_curriculum: bool = False,
     ) -> None:
         if refresh_every_episodes < 1 or report_every_episodes < 1:
             raise ValueError(
@@ -138,7 +139,10 @@ class _CurriculumLink:
         self.refresh_every_episodes = int(refresh_every_episodes)
         self.refresh_every_seconds = float(refresh_every_seconds)
         self.report_every_episodes = int(report_every_episodes)
-        self.report_every_seconds = report_every_seconds
+        self.wait_for_curriculum = bool(wait_for_curriculum)
+        # Waiting makes a run reproducible: what the curriculum has absorbed at each refresh
+        # then depends on episodes alone, so no timer may send or refresh.
+        self.report_every_seconds = None if self.wait_for_curriculum else report_every_seconds
         self.evaluation = bool(evaluation)
         self.sampler = LocalTaskSampler(CurriculumDistribution.uniform(num_tasks, num_items))
         self._set_bonus(np.zeros(num_items, dtype=bool))
@@ -188,9 +192,11 @@ class _CurriculumLink:
         weights = self.bonus_items * self.bonus_size
         self._bonus_weights = weights if self.bonus_scope is None else self.bonus_scope * weights
 
-    def finished(self, task, success, episode_return, length, items) -> None:
+    def finished(self, task, success, episode_return, length, items, bonus_return=None) -> None:
         """Queue finished episodes (arrays with a leading episode axis)."""
-        self._pending.append((task, success, episode_return, length, items))
+        if bonus_return is None:
+            bonus_return = np.zeros(len(task))
+        self._pending.append((task, success, episode_return, length, items, bonus_return))
         self._pending_count += len(task)
         self._episodes_since_refresh += len(task)
         if self._pending_count >= self.report_every_episodes:
@@ -198,6 +204,11 @@ class _CurriculumLink:
 
     def tick(self) -> None:
         """Called once per step: time-based report and refresh, episode-based refresh."""
+        if self.wait_for_curriculum:
+            if self._episodes_since_refresh >= self.refresh_every_episodes:
+                self._episodes_since_refresh = 0
+                self.refresh_now()
+            return
         now = time.monotonic()
         if self._pending and self.report_every_seconds is not None and now - self._last_report >= self.report_every_seconds:
             self.flush()
@@ -207,6 +218,18 @@ class _CurriculumLink:
             distribution = self.client.poll(self.version)
             if distribution is not None and distribution.version != self.version:
                 self._install(distribution)
+
+    def refresh_now(self, timeout_s: float = 60.0) -> None:
+        """Send every queued outcome, wait until the curriculum has absorbed them, and install
+        the distribution that follows from them (the reproducible refresh)."""
+        self.flush()
+        client_flush = getattr(self.client, "flush", None)
+        if client_flush is not None:
+            client_flush()
+        self._last_refresh = time.monotonic()
+        distribution = self.client.fetch(self.version, timeout_s)
+        if distribution is not None and distribution.version != self.version:
+            self._install(distribution)
 
     def flush(self) -> None:
         """Send every queued outcome now."""
@@ -222,6 +245,7 @@ class _CurriculumLink:
             length=np.concatenate(columns[3]).astype(np.int64, copy=False),
             items_obtained=items,
             evaluation=self.evaluation,
+            bonus_return=np.concatenate(columns[5]).astype(np.float64, copy=False),
         )
         self._pending.clear()
         self._pending_count = 0
@@ -254,9 +278,13 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         initial_fetch_timeout_s: wait this long for the first distribution at construction
             (0 = do not wait; start uniform until the first refresh).
         bonus_scope: optional bool ``[tasks x items]``: an item earns the bonus only in episodes
-            whose goal needs it (`tasks.simon_says.goal_prerequisite_items`); None = any item.
+            whose goal needs it (`tasks.simon_says.goal_prerequisite_items`); None = in every episode.
+        wait_for_curriculum: refresh by episodes only, and at each refresh wait until the
+            curriculum has absorbed this wrapper's episodes (one round trip per
+            `refresh_every_episodes`): the same seed then gives the same run.
 
-    The reported `episode_return` is the environment's return without the bonus.
+    The reported `episode_return` is the environment's return without the bonus; the bonus
+    paid in each episode is reported beside it (`bonus_return`).
     """
 
     def __init__(
@@ -271,6 +299,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         evaluation: bool = False,
         initial_fetch_timeout_s: float = 10.0,
         bonus_scope: np.ndarray | None = None,
+        wait_for_curriculum: bool = False,
     ) -> None:
         super().__init__(env)
         base = _task_family_env(env)
@@ -283,7 +312,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         self.link = _CurriculumLink(
             client, self.num_tasks, self.num_items, bonus_size, refresh_every_episodes,
             refresh_every_seconds, report_every_episodes, report_every_seconds, evaluation,
-            initial_fetch_timeout_s, bonus_scope,
+            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum,
         )
         base.set_task_sampler(self.link.sampler)
         n = env.num_envs
@@ -291,6 +320,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         self._return = np.zeros(n, dtype=np.float64)
         self._length = np.zeros(n, dtype=np.int64)
         self._success = np.zeros(n, dtype=bool)
+        self._bonus_return = np.zeros(n, dtype=np.float64)
         self._items = np.zeros((n, self.num_items), dtype=bool)
         self._resetting = np.zeros(n, dtype=bool)
 
@@ -304,6 +334,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
             raise KeyError("the env must report info['task'] on reset (task-family contract)")
         self._task[mask] = np.asarray(info["task"])[mask]
         self._return[mask] = 0.0
+        self._bonus_return[mask] = 0.0
         self._length[mask] = 0
         self._success[mask] = False
         self._items[mask] = False
@@ -327,6 +358,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         # resetting (NEXT_STEP: they returned a reset observation, not a step), which
         # discards whatever this call added for them.
         self._return += env_reward
+        self._bonus_return += bonus
         self._length += 1
         if success is not None:
             self._success |= np.asarray(success, dtype=bool)
@@ -345,6 +377,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
             self.link.finished(
                 self._task[idx].copy(), self._success[idx].copy(), self._return[idx].copy(),
                 self._length[idx].copy(), self._items[idx].copy() if self.num_items and items is not None else None,
+                self._bonus_return[idx].copy(),
             )
             if self._same_step:
                 self._start(done, info)
@@ -381,6 +414,7 @@ class CurriculumWrapper(gym.Wrapper):
         evaluation: bool = False,
         initial_fetch_timeout_s: float = 10.0,
         bonus_scope: np.ndarray | None = None,
+        wait_for_curriculum: bool = False,
     ) -> None:
         super().__init__(env)
         base = _task_family_env(env)
@@ -389,13 +423,14 @@ class CurriculumWrapper(gym.Wrapper):
         self.link = _CurriculumLink(
             client, self.num_tasks, self.num_items, bonus_size, refresh_every_episodes,
             refresh_every_seconds, report_every_episodes, report_every_seconds, evaluation,
-            initial_fetch_timeout_s, bonus_scope,
+            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum,
         )
         base.set_task_sampler(self.link.sampler)
         self._task = 0
         self._return = 0.0
         self._length = 0
         self._success = False
+        self._bonus_return = 0.0
         self._items = np.zeros(self.num_items, dtype=bool)
         self._has_items = False
 
@@ -409,6 +444,7 @@ class CurriculumWrapper(gym.Wrapper):
             raise KeyError("the env must report info['task'] on reset (task-family contract)")
         self._task = int(info["task"])
         self._return, self._length, self._success = 0.0, 0, False
+        self._bonus_return = 0.0
         self._items[:] = False
         return obs, info
 
@@ -422,11 +458,14 @@ class CurriculumWrapper(gym.Wrapper):
             self._has_items = True
             self._items |= np.asarray(items, dtype=bool)
             if self.link.bonus_size:
-                reward = reward + float(self.link.bonus(items, self._task))
+                bonus = float(self.link.bonus(items, self._task))
+                self._bonus_return += bonus
+                reward = reward + bonus
         if terminated or truncated:
             self.link.finished(
                 np.array([self._task], np.int64), np.array([self._success]), np.array([self._return]),
                 np.array([self._length], np.int64), self._items[None].copy() if self._has_items else None,
+                np.array([self._bonus_return]),
             )
         self.link.tick()
         return obs, reward, terminated, truncated, info

@@ -301,6 +301,7 @@ def make_metaworld_env(env_config: dict[str, Any]):
         refresh_every_episodes=int(env_config["refresh_every_episodes"]),
         refresh_every_seconds=float(env_config["refresh_every_seconds"]),
         report_every_episodes=int(env_config["report_every_episodes"]),
+        wait_for_curriculum=bool(env_config.get("reproducible", False)),
     )
 
 
