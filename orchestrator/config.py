@@ -126,6 +126,11 @@ class BonusConfig(_Section):
         "until_obtained_reliably", description="with items: all, dynamic mode: an item that is never a goal pays "
         "until obtained in threshold of recent episodes, or always (the old behaviour)"
     )
+    count_milestones: bool = Field(
+        False, description="techtree: also pay, once per episode, for first holding the count of an ingredient "
+        "that a recipe of a paying item needs (3 cobblestone for a stone pickaxe, 8 for a furnace); the paper's "
+        "bonus cannot tell 1 from 8, so such items stay undiscovered"
+    )
     scope: Literal["every_episode", "goal_prerequisites"] = Field(
         "every_episode", description="every_episode: a bonus item pays whatever the episode's goal (the paper's "
         "form; all_items is the old name); goal_prerequisites: only items the episode's goal needs"
@@ -469,6 +474,13 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
             "task losses, and PPO's per-task losses change sign during training, so it is offered for the supervised "
             "families only; valid choices for simon_says: sum, pcgrad, mgda"
         )
+    if cfg.bonus.count_milestones and cfg.bonus.mode != "off":
+        if cfg.task.backend != "techtree":
+            raise ConfigError(f"{source}: bonus.count_milestones: only the techtree backend reports count milestones; "
+                              f"got backend '{cfg.task.backend}' (valid with count_milestones: techtree)")
+        if cfg.bonus.scope != "every_episode":
+            raise ConfigError(f"{source}: bonus.count_milestones: milestones are paid in every episode; got "
+                              f"bonus.scope '{cfg.bonus.scope}' (valid with count_milestones: every_episode)")
     if cfg.task.action_mask and cfg.task.backend != "techtree":
         raise ConfigError(f"{source}: task.action_mask: only the techtree backend reports which actions are valid; "
                           f"got backend '{cfg.task.backend}' (valid with action_mask: techtree)")

@@ -197,3 +197,71 @@ def test_zero_success_task_whose_item_is_obtained_elsewhere_gets_practice():
     floor_share = floor_episodes[3] / floor_episodes.sum()
     # uniform share 0.25 (x 0.9 + 0.025) against the floor 0.025, once the chest first shows up
     assert share > 0.15 and floor_share < 0.08, (share, floor_share)
+
+
+# -- count milestones ----------------------------------------------------------------------
+
+def test_count_milestones_of_the_techtree_known_answers():
+    from tasks.simon_says import count_milestones
+    from tasks.simon_says.techtree_data import load_tech_tree
+
+    tree = load_tech_tree()
+    m = count_milestones(tree)
+    served = {name: {tree.item_names[i] for i in np.flatnonzero(row)} for name, row in zip(m.names, m.serves)}
+    assert served["cobblestone x3"] == {"cobblestone_slab", "stone_axe", "stone_pickaxe"}
+    assert served["cobblestone x8"] == {"furnace"}
+    assert served["planks x8"] == {"chest", "jukebox", "noteblock"}
+    assert "log x1" not in served and all(c >= 2 for c in m.count)
+    assert len(m) == len(set(m.names)) == 84
+
+
+def test_env_reports_each_milestone_once_per_episode():
+    env = SimonSaysVectorEnv(num_envs=2, tasks=["furnace"], horizon=200, action_mask=True, count_milestones=True)
+    names = list(env.milestones.names)
+    cobble3, cobble8 = names.index("cobblestone x3"), names.index("cobblestone x8")
+    planner = TechTreePlanner(env.core)
+    _, info = env.reset(seed=0)
+    assert not info["milestones_obtained"].any()
+    first = {cobble3: [], cobble8: []}
+    finished = np.zeros(2, bool)  # count the first episode of each env only
+    for step in range(200):
+        _, _, term, trunc, info = env.step(np.array([planner.act(i, "furnace") for i in range(2)]))
+        for m in first:
+            first[m] += [(step, i) for i in np.flatnonzero(info["milestones_obtained"][:, m] & ~finished)]
+        finished |= term | trunc
+        if finished.all():
+            break
+    assert finished.all()
+    # the planner gathers 8 cobblestone for the furnace: both milestones, once each per env
+    assert sorted(i for _, i in first[cobble3]) == [0, 1] and sorted(i for _, i in first[cobble8]) == [0, 1]
+    with pytest.raises(ValueError, match="count_milestones=True is only offered by the techtree backend"):
+        SimonSaysVectorEnv(num_envs=1, backend="crafter", count_milestones=True)
+
+
+def test_wrapper_pays_a_milestone_while_an_item_it_serves_pays():
+    tasks = ["log", "furnace"]
+    env = SimonSaysVectorEnv(num_envs=1, tasks=tasks, horizon=200, action_mask=True, count_milestones=True)
+    names = list(env.item_names)
+    scheduler = LearningProgressCurriculum(tasks, names, bonus={"mode": "dynamic", "items": "tasks"})
+    wrapped = CurriculumVectorWrapper(env, LocalCurriculumClient(scheduler), bonus_size=0.1,
+                                      milestone_serves=env.milestones.serves, wait_for_curriculum=True)
+    planner = TechTreePlanner(env.core)
+    wrapped.reset(seed=1, options={"task": np.array([1])})
+    cobble8 = list(env.milestones.names).index("cobblestone x8")
+    paid = []
+    for _ in range(200):
+        _, reward, term, _, info = wrapped.step(np.array([planner.act(0, "furnace")]))
+        if info["milestones_obtained"][0, cobble8]:
+            paid.append(float(reward[0]))
+        if term[0]:
+            break
+    # furnace pays (success 0 < 0.5) so "cobblestone x8", which serves only the furnace, pays 0.1
+    assert paid == [pytest.approx(0.1)]
+    # once the furnace is reliable it stops paying, and so does its milestone
+    scheduler.update(EpisodeOutcomes(task=np.ones(20, np.int64), success=np.ones(20, bool),
+                                     episode_return=np.ones(20), length=np.ones(20, np.int64)))
+    wrapped.link.refresh_now()
+    assert wrapped.link.bonus(None, np.array([1]), np.eye(1, len(env.milestones), cobble8, dtype=bool)) == 0.0
+    with pytest.raises(ValueError, match="do not combine with a goal scope"):
+        CurriculumVectorWrapper(env, LocalCurriculumClient(scheduler), bonus_size=0.1,
+                                milestone_serves=env.milestones.serves, bonus_scope=np.ones((2, len(names)), bool))

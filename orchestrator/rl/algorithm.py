@@ -35,6 +35,8 @@ def make_simon_says_env(env_config: dict[str, Any]):
         env_kwargs["action_mask"] = True
     num_envs = env_config.get("num_envs")
     actor_name = env_config.get("curriculum_actor")
+    if env_config.get("count_milestones") and actor_name is not None:
+        env_kwargs["count_milestones"] = True  # only the curriculum wrapper pays for them
     if num_envs is None:
         env = gym.make(ENV_ID, **env_kwargs)
         if actor_name is None:
@@ -61,6 +63,7 @@ def _client(env_config: dict[str, Any]):
 
 
 def _wrapper_kwargs(env_config: dict[str, Any], env) -> dict[str, Any]:
+    milestones = getattr(env.unwrapped, "milestones", None)
     scope = None
     if env_config.get("bonus_scope") == "goal_prerequisites":
         from tasks.simon_says import goal_prerequisite_items
@@ -74,6 +77,7 @@ def _wrapper_kwargs(env_config: dict[str, Any], env) -> dict[str, Any]:
         refresh_every_seconds=float(env_config["refresh_every_seconds"]),
         report_every_episodes=int(env_config["report_every_episodes"]),
         wait_for_curriculum=bool(env_config.get("reproducible", False)),
+        milestone_serves=None if milestones is None else milestones.serves,
     )
 
 
@@ -91,6 +95,7 @@ def env_config_for(cfg: ExperimentConfig, task_names: list[str], actor_name: str
         "namespace": namespace,
         "bonus_size": cfg.bonus.size if cfg.bonus.mode != "off" else 0.0,
         "bonus_scope": cfg.bonus.scope,
+        "count_milestones": cfg.bonus.count_milestones and cfg.bonus.mode != "off",
         "refresh_every_episodes": cfg.curriculum.refresh_every_episodes,
         "refresh_every_seconds": cfg.curriculum.refresh_every_seconds,
         "reproducible": cfg.curriculum.reproducible,

@@ -120,6 +120,7 @@ class _CurriculumLink:
         initial_fetch_timeout_s: float,
         bonus_scope: np.ndarray | None = None,
         wait_for_curriculum: bool = False,
+        milestone_serves: np.ndarray | None = None,
     ) -> None:
         if refresh_every_episodes < 1 or report_every_episodes < 1:
             raise ValueError(
@@ -136,6 +137,14 @@ class _CurriculumLink:
             raise ValueError(f"bonus_scope must be a [tasks x items] = [{num_tasks} x {num_items}] matrix, "
                              f"got shape {np.shape(bonus_scope)}")
         self.bonus_scope = None if bonus_scope is None else np.asarray(bonus_scope, dtype=bool)
+        if milestone_serves is not None:
+            if np.ndim(milestone_serves) != 2 or np.shape(milestone_serves)[1] != num_items:
+                raise ValueError(f"milestone_serves must be a [milestones x items] matrix with {num_items} items, "
+                                 f"got shape {np.shape(milestone_serves)}")
+            if self.bonus_scope is not None:
+                raise ValueError("count milestones are paid in every episode; they do not combine with a goal scope")
+        # [milestones, items] as uint8: which paying items each milestone serves, one product per refresh
+        self.milestone_serves = None if milestone_serves is None else np.asarray(milestone_serves, dtype=np.uint8)
         self.refresh_every_episodes = int(refresh_every_episodes)
         self.refresh_every_seconds = float(refresh_every_seconds)
         self.report_every_episodes = int(report_every_episodes)
@@ -176,21 +185,32 @@ class _CurriculumLink:
         self._set_bonus(distribution.bonus_items)
         self.refreshes += 1
 
-    def bonus(self, items_obtained: np.ndarray | None, task: np.ndarray | int) -> np.ndarray | float:
+    def bonus(self, items_obtained: np.ndarray | None, task: np.ndarray | int,
+              milestones: np.ndarray | None = None) -> np.ndarray | float:
         """bonus_size x number of newly obtained items in the bonus set (and, with a scope, among
-        the prerequisites of the episode's goal ``task``), per env."""
+        the prerequisites of the episode's goal ``task``), plus bonus_size x newly reached count
+        milestones serving an item in the bonus set, per env."""
+        total: np.ndarray | float = 0.0
+        if self.bonus_size == 0.0:
+            return total
         # New items are rare per step: the cheap any() skips the product most of the time.
-        if items_obtained is None or self.bonus_size == 0.0 or not items_obtained.any():
-            return 0.0
-        if self.bonus_scope is None:
-            return items_obtained @ self._bonus_weights
-        return np.einsum("...i,...i->...", items_obtained, self._bonus_weights[task])
+        if items_obtained is not None and items_obtained.any():
+            if self.bonus_scope is None:
+                total = items_obtained @ self._bonus_weights
+            else:
+                total = np.einsum("...i,...i->...", items_obtained, self._bonus_weights[task])
+        if milestones is not None and self.milestone_serves is not None and milestones.any():
+            total = total + milestones @ self._milestone_weights
+        return total
 
     def _set_bonus(self, bonus_items: np.ndarray) -> None:
         self.bonus_items = np.asarray(bonus_items)
         # float64 weights, one product per step: [items], or [tasks x items] with a goal scope
         weights = self.bonus_items * self.bonus_size
         self._bonus_weights = weights if self.bonus_scope is None else self.bonus_scope * weights
+        if self.milestone_serves is not None:
+            pays = (self.milestone_serves @ self.bonus_items.astype(np.uint8)) > 0
+            self._milestone_weights = pays * self.bonus_size
 
     def finished(self, task, success, episode_return, length, items, bonus_return=None) -> None:
         """Queue finished episodes (arrays with a leading episode axis)."""
@@ -279,6 +299,9 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
             (0 = do not wait; start uniform until the first refresh).
         bonus_scope: optional bool ``[tasks x items]``: an item earns the bonus only in episodes
             whose goal needs it (`tasks.simon_says.goal_prerequisite_items`); None = in every episode.
+        milestone_serves: optional bool ``[milestones x items]`` (``CountMilestones.serves``): a
+            count milestone the env reports in ``info["milestones_obtained"]`` earns the bonus
+            while an item it serves is in the bonus set; None = milestones earn nothing.
         wait_for_curriculum: refresh by episodes only, and at each refresh wait until the
             curriculum has absorbed this wrapper's episodes (one round trip per
             `refresh_every_episodes`): the same seed then gives the same run.
@@ -300,6 +323,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         initial_fetch_timeout_s: float = 10.0,
         bonus_scope: np.ndarray | None = None,
         wait_for_curriculum: bool = False,
+        milestone_serves: np.ndarray | None = None,
     ) -> None:
         super().__init__(env)
         base = _task_family_env(env)
@@ -312,7 +336,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         self.link = _CurriculumLink(
             client, self.num_tasks, self.num_items, bonus_size, refresh_every_episodes,
             refresh_every_seconds, report_every_episodes, report_every_seconds, evaluation,
-            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum,
+            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum, milestone_serves,
         )
         base.set_task_sampler(self.link.sampler)
         n = env.num_envs
@@ -353,7 +377,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         items = info.get("items_obtained")
         success = info.get("success")
         env_reward = np.asarray(reward)
-        bonus = self.link.bonus(items, self._task)
+        bonus = self.link.bonus(items, self._task, info.get("milestones_obtained"))
         # Accumulate for every env without masks, then restart the envs that were
         # resetting (NEXT_STEP: they returned a reset observation, not a step), which
         # discards whatever this call added for them.
@@ -415,6 +439,7 @@ class CurriculumWrapper(gym.Wrapper):
         initial_fetch_timeout_s: float = 10.0,
         bonus_scope: np.ndarray | None = None,
         wait_for_curriculum: bool = False,
+        milestone_serves: np.ndarray | None = None,
     ) -> None:
         super().__init__(env)
         base = _task_family_env(env)
@@ -423,7 +448,7 @@ class CurriculumWrapper(gym.Wrapper):
         self.link = _CurriculumLink(
             client, self.num_tasks, self.num_items, bonus_size, refresh_every_episodes,
             refresh_every_seconds, report_every_episodes, report_every_seconds, evaluation,
-            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum,
+            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum, milestone_serves,
         )
         base.set_task_sampler(self.link.sampler)
         self._task = 0
@@ -458,7 +483,7 @@ class CurriculumWrapper(gym.Wrapper):
             self._has_items = True
             self._items |= np.asarray(items, dtype=bool)
             if self.link.bonus_size:
-                bonus = float(self.link.bonus(items, self._task))
+                bonus = float(self.link.bonus(items, self._task, info.get("milestones_obtained")))
                 self._bonus_return += bonus
                 reward = reward + bonus
         if terminated or truncated:

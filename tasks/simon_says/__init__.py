@@ -10,6 +10,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from tasks.simon_says.envs import SimonSaysEnv, SimonSaysVectorEnv, uniform_task_sampler
+from tasks.simon_says.milestones import CountMilestones, count_milestones
 from tasks.simon_says.task_sets import (
     BACKENDS,
     UnobtainableItemError,
@@ -30,7 +31,9 @@ if ENV_ID not in gym.registry:
 
 __all__ = [
     "BACKENDS",
+    "CountMilestones",
     "ENV_ID",
+    "count_milestones",
     "MissingExtraError",
     "goal_prerequisite_items",
     "SimonSaysEnv",

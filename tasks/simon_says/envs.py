@@ -10,6 +10,10 @@ corresponding backend's env from the same constructors.
 ``Dict`` of ``"observations"`` (the flat vector above, unchanged) and ``"action_mask"``
 (``float32 [num_actions]``, 1 where the action would change the state now; see
 ``TechTreeCore.action_mask``). The default ``False`` keeps the flat ``Box`` observation.
+
+``count_milestones=True`` (techtree only) adds ``info["milestones_obtained"]``: bool per
+milestone of ``milestones`` (``tasks.simon_says.milestones``), true at the step an episode
+first holds that count of that ingredient.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from tasks.simon_says.milestones import CountMilestones
+from tasks.simon_says.milestones import count_milestones as milestones_of
 from tasks.simon_says.task_sets import BACKENDS, check_backend, make_task_space
 from tasks.simon_says.techtree_data import load_tech_tree
 from tasks.simon_says.techtree_env import TechTreeCore
@@ -50,8 +56,9 @@ def _forced_tasks(options: dict | None, num_envs: int, num_tasks: int) -> np.nda
 
 def _other_backend(backend: str, vector: bool, kwargs: dict[str, Any]):
     check_backend(backend)
-    if kwargs.pop("action_mask", False):
-        raise ValueError(f"action_mask=True is only offered by the techtree backend, not backend={backend!r}")
+    for option in ("action_mask", "count_milestones"):
+        if kwargs.pop(option, False):
+            raise ValueError(f"{option}=True is only offered by the techtree backend, not backend={backend!r}")
     if backend == "crafter":
         from tasks.simon_says import crafter_backend as mod
     else:
@@ -63,7 +70,7 @@ class _TechTreeEnvBase:
     """What the single and vector techtree envs share: task space, core, sampler."""
 
     def _setup(self, num_envs: int, tasks: Sequence[str] | None, horizon: int, copy: bool,
-               action_mask: bool) -> None:
+               action_mask: bool, count_milestones: bool = False) -> None:
         self.tree = load_tech_tree()
         self.task_space: TaskSpace = make_task_space(tasks, backend="techtree")
         self.item_names: tuple[str, ...] = self.tree.item_names
@@ -79,6 +86,21 @@ class _TechTreeEnvBase:
         self._seeded = False
         # the mask buffer that copy=False hands out (and the next step overwrites)
         self._mask = np.zeros((num_envs if action_mask else 0, len(self.action_names)), dtype=np.float32)
+        self.milestones: CountMilestones | None = None
+        if count_milestones:
+            self.milestones = milestones_of(self.tree)
+            self._milestone_reached = np.zeros((num_envs, len(self.milestones)), dtype=bool)
+
+    def _new_milestones(self, restarted: np.ndarray | None = None) -> np.ndarray:
+        """Milestones reached for the first time this episode, per env (restarted envs start over)."""
+        reached = self._milestone_reached
+        if restarted is not None:
+            reached[restarted] = False
+        m = self.milestones
+        now = self.core.inventory[:, m.item] >= m.count
+        new = now & ~reached
+        reached |= now
+        return new
 
     def _single_space(self) -> gym.Space:
         """One env's observation space: the flat Box, or the Dict with the action mask."""
@@ -130,11 +152,12 @@ class SimonSaysVectorEnv(_TechTreeEnvBase, VectorEnv):
         return super().__new__(cls)
 
     def __init__(self, num_envs: int = 1, tasks: Sequence[str] | None = None, horizon: int = 300,
-                 backend: str = "techtree", copy: bool = True, action_mask: bool = False) -> None:
+                 backend: str = "techtree", copy: bool = True, action_mask: bool = False,
+                 count_milestones: bool = False) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.num_envs = int(num_envs)
-        self._setup(self.num_envs, tasks, horizon, copy, action_mask)
+        self._setup(self.num_envs, tasks, horizon, copy, action_mask, count_milestones)
         self.single_observation_space = self._single_space()
         self.single_action_space = gym.spaces.Discrete(len(self.action_names))
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
@@ -154,6 +177,8 @@ class SimonSaysVectorEnv(_TechTreeEnvBase, VectorEnv):
         zeros = np.zeros(self.num_envs, dtype=bool)
         info = {"task": self.core.task.copy(), "success": zeros,
                 "items_obtained": np.zeros((self.num_envs, len(self.item_names)), dtype=bool)}
+        if self.milestones is not None:
+            info["milestones_obtained"] = self._new_milestones(np.arange(self.num_envs))
         return self._observation(), info
 
     def step(self, actions):
@@ -162,11 +187,14 @@ class SimonSaysVectorEnv(_TechTreeEnvBase, VectorEnv):
         any_reset = bool(resetting.any())
         reward, terminated, truncated, success, obtained = self.core.step(
             actions, resetting if any_reset else None)
+        idx = None
         if any_reset:
             idx = np.flatnonzero(resetting)
             self.core.reset_envs(idx, self._sample(idx.size, self.np_random))
         self._autoreset = terminated | truncated
         info = {"task": self.core.task.copy(), "success": success, "items_obtained": obtained}
+        if self.milestones is not None:
+            info["milestones_obtained"] = self._new_milestones(idx)
         return self._observation(), reward, terminated, truncated, info
 
     def _observation(self) -> np.ndarray | dict[str, np.ndarray]:
@@ -184,8 +212,8 @@ class SimonSaysEnv(_TechTreeEnvBase, gym.Env):
         return super().__new__(cls)
 
     def __init__(self, tasks: Sequence[str] | None = None, horizon: int = 300, backend: str = "techtree",
-                 copy: bool = True, action_mask: bool = False) -> None:
-        self._setup(1, tasks, horizon, copy, action_mask)
+                 copy: bool = True, action_mask: bool = False, count_milestones: bool = False) -> None:
+        self._setup(1, tasks, horizon, copy, action_mask, count_milestones)
         self.observation_space = self._single_space()
         self.action_space = gym.spaces.Discrete(len(self.action_names))
 
@@ -198,6 +226,8 @@ class SimonSaysEnv(_TechTreeEnvBase, gym.Env):
         self.core.reset_envs(np.zeros(1, dtype=np.int64), tasks)
         info = {"task": self.core.task[0].copy(), "success": np.bool_(False),
                 "items_obtained": np.zeros(len(self.item_names), dtype=bool)}
+        if self.milestones is not None:
+            info["milestones_obtained"] = self._new_milestones(np.zeros(1, dtype=np.int64))[0]
         return self._observation(), info
 
     def step(self, action):
@@ -205,6 +235,8 @@ class SimonSaysEnv(_TechTreeEnvBase, gym.Env):
             raise ValueError(f"action {action!r} not in {self.action_space}")
         reward, terminated, truncated, success, obtained = self.core.step(np.array([action], dtype=np.int64))
         info = {"task": self.core.task[0].copy(), "success": success[0], "items_obtained": obtained[0]}
+        if self.milestones is not None:
+            info["milestones_obtained"] = self._new_milestones()[0]
         return self._observation(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def _observation(self) -> np.ndarray | dict[str, np.ndarray]:
