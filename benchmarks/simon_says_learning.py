@@ -7,8 +7,9 @@ training run is an MLflow run (experiment `simon_says_learning`, named `<mask>-<
 tagged with its arm) in a store that outlives the benchmark, so the arms' curves can be
 compared in the MLflow UI; the evaluation is logged into the same run (`eval/...`).
 
-The bonus arms use the paper's form (items that are tasks, paid in every episode whatever the
-goal); `--mask off` repeats the arms without the action mask (the hard-exploration setting).
+The bonus arms use the product's form: the paper's (items that are tasks, paid in every
+episode whatever the goal) plus count milestones; the arm `lp+dynamic(paper)` (not run
+unless named) leaves the milestones out. `--mask off` repeats the arms without the action mask (the hard-exploration setting).
 A long ablation is split into background invocations, each writing one part file
 (`--part NAME`); `--merge` joins every part into the table and `simon_says_learning.json`.
 
@@ -29,15 +30,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = RESULTS / "simon_says_learning_parts"
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENT = "simon_says_learning"
-_PAPER_BONUS = ["bonus.items=tasks", "bonus.scope=every_episode"]
+# The product's bonus: the paper's form (items that are tasks, paid whatever the goal) plus
+# count milestones; the "(paper)" arm leaves the milestones out.
+_PAPER_BONUS = ["bonus.items=tasks", "bonus.scope=every_episode", "bonus.count_milestones=false"]
+_BONUS = [*_PAPER_BONUS[:2], "bonus.count_milestones=true"]
 ARMS = {
     "uniform": ["curriculum.kind=uniform", "bonus.mode=off"],
-    "uniform+static": ["curriculum.kind=uniform", "bonus.mode=static", *_PAPER_BONUS],
-    "uniform+dynamic": ["curriculum.kind=uniform", "bonus.mode=dynamic", *_PAPER_BONUS],
+    "uniform+static": ["curriculum.kind=uniform", "bonus.mode=static", *_BONUS],
+    "uniform+dynamic": ["curriculum.kind=uniform", "bonus.mode=dynamic", *_BONUS],
     "lp": ["curriculum.kind=learning_progress", "bonus.mode=off"],
-    "lp+static": ["curriculum.kind=learning_progress", "bonus.mode=static", *_PAPER_BONUS],
-    "lp+dynamic": ["curriculum.kind=learning_progress", "bonus.mode=dynamic", *_PAPER_BONUS],
+    "lp+static": ["curriculum.kind=learning_progress", "bonus.mode=static", *_BONUS],
+    "lp+dynamic": ["curriculum.kind=learning_progress", "bonus.mode=dynamic", *_BONUS],
+    "lp+dynamic(paper)": ["curriculum.kind=learning_progress", "bonus.mode=dynamic", *_PAPER_BONUS],
 }
+DEFAULT_ARMS = [arm for arm in ARMS if arm != "lp+dynamic(paper)"]
 MASKS = {"on": ["task.action_mask=true"], "off": ["task.action_mask=false"]}
 
 
@@ -140,7 +146,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "configs" / "simon_says_lp.yaml"))
     parser.add_argument("--env-steps", type=int, default=2_500_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS))
     parser.add_argument("--mask", choices=list(MASKS), default="on")
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--run-dir", default=str(REPO / "runs" / "benchmarks"))
