@@ -474,6 +474,9 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
             "task losses, and PPO's per-task losses change sign during training, so it is offered for the supervised "
             "families only; valid choices for simon_says: sum, pcgrad, mgda"
         )
+    if cfg.task.action_mask and cfg.task.backend != "techtree":
+        raise ConfigError(f"{source}: task.action_mask: only the techtree backend reports which actions are valid; "
+                          f"got backend '{cfg.task.backend}' (valid with action_mask: techtree)")
     if cfg.bonus.count_milestones and cfg.bonus.mode != "off":
         if cfg.task.backend != "techtree":
             raise ConfigError(f"{source}: bonus.count_milestones: only the techtree backend reports count milestones; "
@@ -481,9 +484,6 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
         if cfg.bonus.scope != "every_episode":
             raise ConfigError(f"{source}: bonus.count_milestones: milestones are paid in every episode; got "
                               f"bonus.scope '{cfg.bonus.scope}' (valid with count_milestones: every_episode)")
-    if cfg.task.action_mask and cfg.task.backend != "techtree":
-        raise ConfigError(f"{source}: task.action_mask: only the techtree backend reports which actions are valid; "
-                          f"got backend '{cfg.task.backend}' (valid with action_mask: techtree)")
     try:
         task_space = resolve_task_space(cfg)
     except UnknownTaskError as exc:

@@ -265,3 +265,19 @@ def test_wrapper_pays_a_milestone_while_an_item_it_serves_pays():
     with pytest.raises(ValueError, match="do not combine with a goal scope"):
         CurriculumVectorWrapper(env, LocalCurriculumClient(scheduler), bonus_size=0.1,
                                 milestone_serves=env.milestones.serves, bonus_scope=np.ones((2, len(names)), bool))
+
+
+# -- config ------------------------------------------------------------------------------------
+
+def test_config_refuses_milestones_with_a_goal_scope_and_reads_the_old_scope_name(capsys):
+    from pathlib import Path
+
+    from orchestrator.cli import main
+    from orchestrator.config import load_config
+
+    smoke = str(Path(__file__).resolve().parent.parent / "configs" / "smoke.yaml")
+    assert main(["check", smoke, "--set", "bonus.scope=goal_prerequisites"]) == 2
+    assert "bonus.count_milestones: milestones are paid in every episode" in capsys.readouterr().err
+    assert load_config(smoke, ["bonus.scope=all_items"]).bonus.scope == "every_episode"
+    assert main(["check", smoke, "--set", "bonus.items=some"]) == 2
+    assert "bonus.items" in capsys.readouterr().err

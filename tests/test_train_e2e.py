@@ -54,6 +54,14 @@ def test_train_logs_per_task_metrics_plots_and_checkpoint(smoke_run):
     assert metrics["env_steps_per_second"] > 0
     history = client.get_metric_history(run.info.run_id, "env_steps_total")
     assert [m.step for m in history] == [1, 2]
+    # What the bonus does reaches MLflow every iteration: items paying, its share of the return.
+    for name in ("bonus/paying_items", "bonus/share_of_return", "bonus/return_per_episode"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2], name
+    bonus, env_return = metrics["bonus/return_per_episode"], metrics["bonus/env_return_per_episode"]
+    assert bonus > 0  # the random early policy obtains logs and planks, which pay while unreliable
+    assert metrics["bonus/share_of_return"] == pytest.approx(bonus / (bonus + env_return))
+    assert 0 <= metrics["bonus/paying_items"] <= len(SMOKE_TASKS)  # items=tasks: only task items pay
+    assert run.data.params["bonus.count_milestones"] == "True" and run.data.params["bonus.items"] == "tasks"
     assert run.data.params["rl.train_batch_size"] == "512"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert "config.yaml" in artifacts
