@@ -129,6 +129,23 @@ def merge(out: Path) -> None:
     print(f"wrote {out} from {len(parts)} part(s), {len(rows)} runs")
 
 
+def finished_run(tracking_uri: str, name: str) -> tuple[str, str, int, int]:
+    """The newest FINISHED training run called `name`: run id, final checkpoint, iterations, env steps."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.runs.run_folder import STATE_FILE, TrainerState
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = [r for r in client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+            if r.info.run_name == name and r.info.status == "FINISHED"] if experiment else []
+    if not runs:
+        raise SystemExit(f"no finished run named {name!r} in {tracking_uri}")
+    run = runs[0]
+    state = TrainerState.load(Path(run.data.tags["mto.run_path"]) / STATE_FILE)
+    return run.info.run_id, state.checkpoint, state.iteration, int(run.data.metrics["env_steps_total"])
+
+
 def run_metrics(run_id: str, task_names: list[str]) -> dict:
     """From the run's MLflow record: the bonus's share of the return and episodes per task."""
     from mlflow.tracking import MlflowClient
@@ -152,6 +169,9 @@ def main() -> None:
     parser.add_argument("--run-dir", default=str(REPO / "runs" / "benchmarks"))
     parser.add_argument("--part", help="write the rows to simon_says_learning_parts/NAME.json")
     parser.add_argument("--merge", action="store_true", help="join the part files and print the tables")
+    parser.add_argument("--evaluate-finished", action="store_true",
+                        help="train nothing: evaluate the finished MLflow runs of these arms and seeds "
+                             "(for a benchmark whose evaluation was cut short)")
     parser.add_argument("--out", default=str(RESULTS / "simon_says_learning.json"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
@@ -171,6 +191,7 @@ def main() -> None:
 
     run_dir = Path(args.run_dir).resolve()
     tracking_uri = default_tracking_uri(run_dir)
+    mlflow.set_tracking_uri(tracking_uri)  # training sets it too; --evaluate-finished trains nothing
     part = PARTS / f"{args.part or f'mask-{args.mask}-seeds-' + '-'.join(map(str, args.seeds))}.json"
     part.parent.mkdir(parents=True, exist_ok=True)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
@@ -186,28 +207,34 @@ def main() -> None:
                     f"training.max_env_steps={args.env_steps}", "training.iterations=100000",
                     "training.checkpoint_every=100000", "training.plot_every=50",
                 ]
-                t0 = time.perf_counter()
-                summary = run_training(args.config, tuple(overrides), live=False)
-                wall = time.perf_counter() - t0
+                if args.evaluate_finished:
+                    run_id, checkpoint, iterations, env_steps = finished_run(tracking_uri, name)
+                    wall = float("nan")
+                else:
+                    t0 = time.perf_counter()
+                    summary = run_training(args.config, tuple(overrides), live=False)
+                    wall = time.perf_counter() - t0
+                    run_id, checkpoint = summary.run_id, summary.checkpoint
+                    iterations, env_steps = summary.iterations, summary.env_steps
                 cfg = load_config(args.config, overrides)
                 space = resolve_task_space(cfg)
                 depth = dict(zip(space.names, space.depth or ()))
-                module = RLModule.from_checkpoint(str(Path(summary.checkpoint) / MODULE_SUBDIR))
+                module = RLModule.from_checkpoint(str(Path(checkpoint) / MODULE_SUBDIR))
                 success = evaluate_policy(module, cfg, args.eval_episodes, greedy=False, seed=10_000 + seed)
                 mastered = sorted(t for t, s in success.items() if s >= cfg.training.mastery_threshold)
                 row = {
-                    "arm": arm, "mask": args.mask, "seed": seed, "env_steps": summary.env_steps, "wall_s": wall,
+                    "arm": arm, "mask": args.mask, "seed": seed, "env_steps": env_steps, "wall_s": wall,
                     "mastered": len(mastered), "num_tasks": len(success),
                     "mean_success": sum(success.values()) / len(success),
                     "deepest_mastered": deepest(mastered, depth), "mastered_items": mastered, "success": success,
-                    "mlflow_run_id": summary.run_id,
+                    "mlflow_run_id": run_id,
                 }
-                with mlflow.start_run(run_id=summary.run_id):
-                    row.update(run_metrics(summary.run_id, list(space.names)))
+                with mlflow.start_run(run_id=run_id):
+                    row.update(run_metrics(run_id, list(space.names)))
                     mlflow.set_tags({"mto.benchmark": EXPERIMENT, "mto.arm": arm, "mto.action_mask": args.mask})
                     log_metrics_safe({**{f"eval/success_rate/{t}": s for t, s in success.items()},
                                       "eval/items_mastered": len(mastered), "eval/mean_success": row["mean_success"]},
-                                     step=summary.iterations)
+                                     step=iterations)
                 rows.append(row)
                 # Written after every run: a part cut short still keeps what finished.
                 part.write_text(json.dumps(
@@ -218,7 +245,7 @@ def main() -> None:
                      "machine": os.uname().nodename, "cpus": os.cpu_count()}, indent=2))
                 print(f"{name}: {len(mastered)}/{len(success)} mastered, deepest {row['deepest_mastered']}, "
                       f"bonus share {row['bonus_share_of_return']:.2f}, "
-                      f"{summary.env_steps:,} env steps in {wall:.0f} s", flush=True)
+                      f"{env_steps:,} env steps in {wall:.0f} s", flush=True)
     finally:
         ray.shutdown()
     print_table(summarise(rows, args.arms, args.mask), args.mask)

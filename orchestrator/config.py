@@ -131,6 +131,11 @@ class BonusConfig(_Section):
         "that a recipe of a paying item needs (3 cobblestone for a stone pickaxe, 8 for a furnace); the paper's "
         "bonus cannot tell 1 from 8, so such items stay undiscovered"
     )
+    max_per_episode: float | None = Field(
+        0.5, gt=0, allow_inf_nan=False, description="the most bonus one episode can earn (null: no limit); below the goal's 1, "
+        "collecting items never pays more than finishing (without it, on the whole tech tree the bonus was 94% "
+        "of the return and LP + dynamic bonus mastered 13 items against LP's 56)"
+    )
     scope: Literal["every_episode", "goal_prerequisites"] = Field(
         "every_episode", description="every_episode: a bonus item pays whatever the episode's goal (the paper's "
         "form; all_items is the old name); goal_prerequisites: only items the episode's goal needs"

@@ -281,3 +281,25 @@ def test_config_refuses_milestones_with_a_goal_scope_and_reads_the_old_scope_nam
     assert load_config(smoke, ["bonus.scope=all_items"]).bonus.scope == "every_episode"
     assert main(["check", smoke, "--set", "bonus.items=some"]) == 2
     assert "bonus.items" in capsys.readouterr().err
+
+
+def test_an_episode_never_earns_more_than_the_cap():
+    """With 0.3 per episode, 0.1 per item: the fourth and later new items pay nothing."""
+    tasks = ["log", "planks", "stick", "crafting_table", "wooden_pickaxe"]
+    env = SimonSaysVectorEnv(num_envs=4, tasks=tasks, horizon=64, action_mask=True)
+    scheduler = LearningProgressCurriculum(tasks, list(env.item_names), bonus={"mode": "dynamic", "items": "tasks"})
+    wrapped = CurriculumVectorWrapper(env, LocalCurriculumClient(scheduler), bonus_size=0.1,
+                                      max_bonus_per_episode=0.3, wait_for_curriculum=True)
+    planner = TechTreePlanner(env.core)
+    wrapped.reset(seed=0, options={"task": np.full(4, 4)})  # goal wooden_pickaxe: log, planks, stick, table first
+    paid = np.zeros(4)
+    finished = np.zeros(4, bool)  # the first episode of each env only
+    for _ in range(64):
+        _, reward, term, trunc, _ = wrapped.step(np.array([planner.act(i, "wooden_pickaxe") for i in range(4)]))
+        paid += np.where(finished, 0.0, np.where(term, reward - 1.0, reward))  # the goal's 1 aside
+        finished |= term | trunc
+        if finished.all():
+            break
+    assert finished.all() and paid.tolist() == pytest.approx([0.3] * 4)
+    with pytest.raises(ValueError, match="max_bonus_per_episode must be a finite number > 0"):
+        CurriculumVectorWrapper(env, LocalCurriculumClient(scheduler), max_bonus_per_episode=0.0)

@@ -78,6 +78,7 @@ def _wrapper_kwargs(env_config: dict[str, Any], env) -> dict[str, Any]:
         report_every_episodes=int(env_config["report_every_episodes"]),
         wait_for_curriculum=bool(env_config.get("reproducible", False)),
         milestone_serves=None if milestones is None else milestones.serves,
+        max_bonus_per_episode=env_config.get("max_bonus_per_episode"),
     )
 
 
@@ -96,6 +97,7 @@ def env_config_for(cfg: ExperimentConfig, task_names: list[str], actor_name: str
         "bonus_size": cfg.bonus.size if cfg.bonus.mode != "off" else 0.0,
         "bonus_scope": cfg.bonus.scope,
         "count_milestones": cfg.bonus.count_milestones and cfg.bonus.mode != "off",
+        "max_bonus_per_episode": cfg.bonus.max_per_episode,
         "refresh_every_episodes": cfg.curriculum.refresh_every_episodes,
         "refresh_every_seconds": cfg.curriculum.refresh_every_seconds,
         "reproducible": cfg.curriculum.reproducible,

@@ -121,6 +121,7 @@ class _CurriculumLink:
         bonus_scope: np.ndarray | None = None,
         wait_for_curriculum: bool = False,
         milestone_serves: np.ndarray | None = None,
+        max_bonus_per_episode: float | None = None,
     ) -> None:
         if refresh_every_episodes < 1 or report_every_episodes < 1:
             raise ValueError(
@@ -133,6 +134,9 @@ class _CurriculumLink:
         self.num_tasks = num_tasks
         self.num_items = num_items
         self.bonus_size = float(bonus_size)
+        if max_bonus_per_episode is not None and not (np.isfinite(max_bonus_per_episode) and max_bonus_per_episode > 0):
+            raise ValueError(f"max_bonus_per_episode must be a finite number > 0 or None, got {max_bonus_per_episode}")
+        self.max_bonus_per_episode = None if max_bonus_per_episode is None else float(max_bonus_per_episode)
         if bonus_scope is not None and np.shape(bonus_scope) != (num_tasks, num_items):
             raise ValueError(f"bonus_scope must be a [tasks x items] = [{num_tasks} x {num_items}] matrix, "
                              f"got shape {np.shape(bonus_scope)}")
@@ -202,6 +206,12 @@ class _CurriculumLink:
         if milestones is not None and self.milestone_serves is not None and milestones.any():
             total = total + milestones @ self._milestone_weights
         return total
+
+    def capped(self, bonus: np.ndarray | float, paid_so_far: np.ndarray | float) -> np.ndarray | float:
+        """`bonus` cut so that an episode's bonus never exceeds `max_bonus_per_episode`."""
+        if self.max_bonus_per_episode is None or isinstance(bonus, float) and bonus == 0.0:
+            return bonus
+        return np.minimum(bonus, np.maximum(self.max_bonus_per_episode - paid_so_far, 0.0))
 
     def _set_bonus(self, bonus_items: np.ndarray) -> None:
         self.bonus_items = np.asarray(bonus_items)
@@ -299,6 +309,8 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
             (0 = do not wait; start uniform until the first refresh).
         bonus_scope: optional bool ``[tasks x items]``: an item earns the bonus only in episodes
             whose goal needs it (`tasks.simon_says.goal_prerequisite_items`); None = in every episode.
+        max_bonus_per_episode: the most bonus one episode can earn (None = no limit); with a
+            goal worth 1, a limit below 1 keeps collecting items from paying more than finishing.
         milestone_serves: optional bool ``[milestones x items]`` (``CountMilestones.serves``): a
             count milestone the env reports in ``info["milestones_obtained"]`` earns the bonus
             while an item it serves is in the bonus set; None = milestones earn nothing.
@@ -324,6 +336,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         bonus_scope: np.ndarray | None = None,
         wait_for_curriculum: bool = False,
         milestone_serves: np.ndarray | None = None,
+        max_bonus_per_episode: float | None = None,
     ) -> None:
         super().__init__(env)
         base = _task_family_env(env)
@@ -336,7 +349,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         self.link = _CurriculumLink(
             client, self.num_tasks, self.num_items, bonus_size, refresh_every_episodes,
             refresh_every_seconds, report_every_episodes, report_every_seconds, evaluation,
-            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum, milestone_serves,
+            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum, milestone_serves, max_bonus_per_episode,
         )
         base.set_task_sampler(self.link.sampler)
         n = env.num_envs
@@ -377,7 +390,8 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         items = info.get("items_obtained")
         success = info.get("success")
         env_reward = np.asarray(reward)
-        bonus = self.link.bonus(items, self._task, info.get("milestones_obtained"))
+        bonus = self.link.capped(self.link.bonus(items, self._task, info.get("milestones_obtained")),
+                                 self._bonus_return)
         # Accumulate for every env without masks, then restart the envs that were
         # resetting (NEXT_STEP: they returned a reset observation, not a step), which
         # discards whatever this call added for them.
@@ -440,6 +454,7 @@ class CurriculumWrapper(gym.Wrapper):
         bonus_scope: np.ndarray | None = None,
         wait_for_curriculum: bool = False,
         milestone_serves: np.ndarray | None = None,
+        max_bonus_per_episode: float | None = None,
     ) -> None:
         super().__init__(env)
         base = _task_family_env(env)
@@ -448,7 +463,7 @@ class CurriculumWrapper(gym.Wrapper):
         self.link = _CurriculumLink(
             client, self.num_tasks, self.num_items, bonus_size, refresh_every_episodes,
             refresh_every_seconds, report_every_episodes, report_every_seconds, evaluation,
-            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum, milestone_serves,
+            initial_fetch_timeout_s, bonus_scope, wait_for_curriculum, milestone_serves, max_bonus_per_episode,
         )
         base.set_task_sampler(self.link.sampler)
         self._task = 0
@@ -483,7 +498,8 @@ class CurriculumWrapper(gym.Wrapper):
             self._has_items = True
             self._items |= np.asarray(items, dtype=bool)
             if self.link.bonus_size:
-                bonus = float(self.link.bonus(items, self._task, info.get("milestones_obtained")))
+                bonus = float(self.link.capped(self.link.bonus(items, self._task, info.get("milestones_obtained")),
+                                               self._bonus_return))
                 self._bonus_return += bonus
                 reward = reward + bonus
         if terminated or truncated:
