@@ -21,6 +21,18 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _require_finite(name: str, column: np.ndarray) -> None:
+    """A return column must hold finite numbers; the error names the field and the first bad row."""
+    if column.dtype.kind not in "biuf":
+        raise ValueError(f"EpisodeOutcomes.{name} must be numeric, got dtype {column.dtype}")
+    finite = np.isfinite(column)
+    if not finite.all():
+        i = _first_bad(~finite)
+        raise ValueError(
+            f"EpisodeOutcomes.{name}[{i}] = {column[i]} is not finite (NaN or inf); returns must be finite numbers"
+        )
+
+
 @dataclass
 class EpisodeOutcomes:
     """A batch of finished episodes, one row per episode.
@@ -159,24 +171,9 @@ class EpisodeOutcomes:
                     f"EpisodeOutcomes.task[{i}] = {int(self.task[i])} is not a task id; "
                     f"valid ids are 0..{num_tasks - 1} ({num_tasks} tasks)"
                 )
-            finite = np.isfinite(self.episode_return)
-            if not finite.all():
-                i = _first_bad(~finite)
-                raise ValueError(
-                    f"EpisodeOutcomes.episode_return[{i}] = {self.episode_return[i]} is not finite "
-                    "(NaN or inf); returns must be finite numbers"
-                )
+            _require_finite("episode_return", self.episode_return)
             if self.bonus_return is not None:
-                if self.bonus_return.dtype.kind not in "biuf":
-                    raise ValueError(
-                        f"EpisodeOutcomes.bonus_return must be numeric, got dtype {self.bonus_return.dtype}"
-                    )
-                finite = np.isfinite(self.bonus_return)
-                if not finite.all():
-                    i = _first_bad(~finite)
-                    raise ValueError(
-                        f"EpisodeOutcomes.bonus_return[{i}] = {self.bonus_return[i]} is not finite"
-                    )
+                _require_finite("bonus_return", self.bonus_return)
             if (self.length < 0).any():
                 i = _first_bad(self.length < 0)
                 raise ValueError(
