@@ -109,6 +109,28 @@ def findings(table: list[dict], rows: list[dict]) -> dict:
     }
 
 
+def plot_tables(tables: dict[str, list[dict]], path: Path) -> None:
+    """Items mastered per arm (mean bar, one dot per seed), one panel per mask setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(mask, table) for mask, table in tables.items() if table]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (mask, table) in zip(axes[0], panels):
+        names = [line["arm"] for line in table]
+        ax.bar(names, [line["mastered_mean"] for line in table], color="#9ab")
+        for x, line in enumerate(table):
+            ax.plot([x] * len(line["mastered"]), line["mastered"], "k.", markersize=8)
+        ax.set_title(f"action mask {mask}")
+        ax.set_ylabel("items mastered (of 189)")
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def merge(out: Path) -> None:
     """Join every part file into one result: tables per mask, the findings, the rows."""
     parts = sorted(PARTS.glob("*.json"))
@@ -124,6 +146,9 @@ def merge(out: Path) -> None:
         if table:
             print_table(table, mask)
     result = {"findings_mask_on": findings(tables["on"], rows), "tables": tables, "parts": meta, "rows": rows}
+    figure = out.with_suffix(".png")
+    plot_tables(tables, figure)
+    print(f"wrote {figure}")
     print(json.dumps(result["findings_mask_on"], indent=1))
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out} from {len(parts)} part(s), {len(rows)} runs")
