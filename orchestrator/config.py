@@ -447,8 +447,16 @@ def absolute_tracking_uri(tracking_uri: str) -> str:
     (a Ray worker's own working directory would open, and create, another store); others unchanged."""
     path = sqlite_path(tracking_uri)
     if path is not None and not path.is_absolute():
-        return f"sqlite:///{path.expanduser().resolve()}"
+        return sqlite_uri(path.expanduser().resolve())
     return tracking_uri
+
+
+def sqlite_uri(path: Path) -> str:
+    """The ``sqlite:///`` URI of database file ``path``. SQLAlchemy decodes ``%41`` and ``%20`` and cuts
+    at ``?`` (its query), which put the store and its lock elsewhere than the artifacts of a run folder
+    named ``pct%41dir`` or ``q?x``; those two characters are encoded, the rest (spaces, ``#``, ...)
+    SQLAlchemy reads as written, and they stay readable."""
+    return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
 
 
 def _make_paths_absolute(cfg: ExperimentConfig) -> None:
