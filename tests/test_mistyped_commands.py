@@ -265,6 +265,18 @@ def test_a_torn_manifest_sets_the_checkpoint_aside(tmp_path):
     assert "manifest.json is unreadable" in checkpoint_problem(folder)
 
 
+def test_a_torn_search_state_is_set_aside_and_the_search_goes_on(tmp_path, capsys):
+    from orchestrator.tune.search import SEARCH_STATE, _read_state, _save_state
+
+    _save_state(tmp_path, {"parent_run_id": "abc", "candidates": [[["a"], ["b"]]]})
+    assert _read_state(tmp_path) == {"parent_run_id": "abc", "candidates": [[["a"], ["b"]]]}
+    whole = (tmp_path / SEARCH_STATE).read_text()
+    (tmp_path / SEARCH_STATE).write_text(whole[:30])
+    assert _read_state(tmp_path) == {}
+    assert (tmp_path / (SEARCH_STATE + ".torn")).read_text() == whole[:30]
+    assert capsys.readouterr().out.count("was torn") == 1
+
+
 def test_load_config_refuses_and_names_a_config_yaml_torn_in_a_run_folder(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(SMOKE.read_text()[:40] + "\n  - [unclosed")
