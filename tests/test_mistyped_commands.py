@@ -133,6 +133,20 @@ def test_a_resume_may_change_budget_and_step_size_and_sends_a_torn_spools_comple
     assert TrainerState.load(run_path / STATE_FILE).iteration == 2
 
 
+def test_which_settings_a_resume_may_change_known_answers():
+    from orchestrator.runs.resume_settings import changed_settings
+
+    saved = load_config(SMOKE)
+    allowed = load_config(SMOKE, ["training.iterations=9", "rl.lr=0.001", "rl.num_env_runners=2",
+                                  "curriculum.refresh_every_seconds=3", "tune.num_samples=4"])
+    assert changed_settings(saved, allowed) == []
+    refused = load_config(SMOKE, ["model.hidden=[32]", "curriculum.params={uniform_mix: 0.2}", "seed=1",
+                                  "rl.lean_connectors=true", "rl.lr=0.002", "task.horizon=60"])
+    names = [(key, new) for key, _, new in changed_settings(saved, refused)]
+    assert names == [("curriculum.params.uniform_mix", 0.2), ("model.hidden", [32]), ("rl.lean_connectors", True),
+                     ("seed", 1), ("task.horizon", 60)]
+
+
 # --------------------------------------------------------------------------- 2: config mistakes
 def _check(path: Path, capsys, *overrides: str) -> tuple[int, str]:
     capsys.readouterr()

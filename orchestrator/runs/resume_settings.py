@@ -19,7 +19,7 @@ RESUMABLE = (
     "rl.lr", "rl.gamma", "rl.lambda", "rl.entropy_coeff", "rl.clip_param", "rl.vf_loss_coeff",
     "rl.num_epochs", "rl.minibatch_size", "rl.train_batch_size", "rl.rollout_fragment_length",
     "rl.num_env_runners", "rl.num_envs_per_env_runner", "rl.num_cpus_per_env_runner", "rl.num_learners",
-    "rl.num_gpus_per_learner", "rl.learner_threads", "rl.lean_connectors",
+    "rl.num_gpus_per_learner", "rl.learner_threads",  # not lean_connectors: the checkpoint holds connector state
     "sac.actor_lr", "sac.critic_lr", "sac.alpha_lr", "sac.tau", "sac.train_batch_size", "sac.learning_starts",
     "sac.training_intensity", "sac.env_steps_per_iteration",
     "curriculum.refresh_every_episodes", "curriculum.refresh_every_seconds", "curriculum.report_every_episodes",
@@ -47,6 +47,8 @@ def changed_settings(saved: ExperimentConfig, given: ExperimentConfig) -> list[t
     changed = []
     for key in sorted(set(before) | set(after), key=lambda k: (k.split(".")[0], k)):
         old, new = before.get(key, _UNSET), after.get(key, _UNSET)
+        if {} in (old, new) and _UNSET in (old, new):
+            continue  # `flatten` keeps an empty mapping as one key; the other side lists its entries
         if old != new and not resumable(key):
             changed.append((key, old, new))
     return changed
