@@ -112,6 +112,14 @@ class TaskConfig(_Section):
     tasks: list[str] | None = Field(
         None, description="goal items to train on; null = every obtainable item"
     )
+    max_depth: int | None = Field(
+        None, ge=0, description="keep only tasks whose prerequisite depth is <= this"
+    )
+    horizon: int = Field(300, ge=1, description="steps before an episode is truncated")
+    action_mask: bool = Field(
+        False, description="techtree: the env reports which actions would change the state and the policy "
+        "samples only those (RLlib's action-masking pattern; observations become a Dict)"
+    )
 
     @field_validator("tasks")
     @classmethod
@@ -121,14 +129,6 @@ class TaskConfig(_Section):
         if tasks is not None and len(set(tasks)) != len(tasks):
             raise ValueError(f"{sorted({t for t in tasks if tasks.count(t) > 1})} listed more than once; list each once")
         return tasks
-    max_depth: int | None = Field(
-        None, ge=0, description="keep only tasks whose prerequisite depth is <= this"
-    )
-    horizon: int = Field(300, ge=1, description="steps before an episode is truncated")
-    action_mask: bool = Field(
-        False, description="techtree: the env reports which actions would change the state and the policy "
-        "samples only those (RLlib's action-masking pattern; observations become a Dict)"
-    )
 
 
 class CurriculumConfig(_Section):

@@ -5,8 +5,8 @@ While the MLflow server is unreachable, each iteration's metrics are appended to
 server answers again they are sent in order with their original steps and timestamps, each
 line removed from the file as soon as it has arrived (so a line is never sent twice, and a
 crash keeps what is unsent for `--resume` to send). A line torn by a crash is set aside
-(`orchestrator.runs.torn_files`) and the complete ones are sent. During an outage calls fail fast instead
-of blocking the loop in MLflow's HTTP retries (7 retries with exponential backoff, about two
+(`orchestrator.runs.torn_files`) and the complete ones are sent. During an outage calls fail
+fast instead of blocking the loop in MLflow's HTTP retries (7 retries with exponential backoff, about two
 minutes per call by default).
 """
 
@@ -49,8 +49,9 @@ def fail_fast_tracking(timeout_s: float = _FAIL_FAST_TIMEOUT_S) -> Iterator[None
 
 def _is_entry(record: dict) -> bool:
     """A whole kept line: a step, a timestamp and a mapping of metric values."""
-    return (isinstance(record.get("step"), int) and isinstance(record.get("timestamp"), int)
-            and isinstance(record.get("metrics"), dict))
+    metrics = record.get("metrics")
+    return (isinstance(record.get("step"), int) and isinstance(record.get("timestamp"), int) and isinstance(metrics, dict)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()))
 
 
 def _ends_torn(path: Path) -> bool:
