@@ -559,6 +559,9 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
 
         defaults = inspect.signature(LearningProgressCurriculum).parameters
         params = {k: cfg.curriculum.params.get(k, defaults[k].default) for k in ("uniform_mix", "untried_weight")}
+        for key, value in params.items():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"{source}: curriculum.params.{key}: a number, got {value!r}")
         problem = learning_progress_setting_error(float(params["uniform_mix"]), float(params["untried_weight"]),
                                                   str(cfg.curriculum.params.get("success_source", "online")))
         if problem:

@@ -30,7 +30,8 @@ PATHS = [
     "curriculum.report_every_episodes", "bonus.size", "bonus.threshold", "rl.lr", "rl.gamma", "rl.lambda",
     "rl.train_batch_size", "rl.minibatch_size", "rl.num_env_runners", "rl.num_envs_per_env_runner",
     "rl.rollout_fragment_length", "rl.entropy_coeff", "model.hidden", "model.architecture", "training.iterations",
-    "training.mastery_threshold", "sac.tau", "tune.search_space.rl.lr",
+    "training.mastery_threshold", "sac.tau", "tune.search_space.rl.lr", "curriculum.params.untried_weight",
+    "curriculum.params.success_source", "bonus.mode", "model.combiner", "model.activation", "groups",
 ]
 numbers = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, 1e308, -1e308, 5e-324, 1e-300]),
@@ -110,5 +111,5 @@ def test_every_generated_document_is_accepted_or_refused_naming_a_field_or_the_f
     except UnicodeDecodeError:
         assert f"{path}: not UTF-8 text" in message, message
         return
-    named = [p for p in changed if any(f"{p.split('.')[0]}{sep}" in message for sep in ".:")]
+    named = [p for p in changed if any(f"{p.split('.')[0]}{sep}" in message for sep in ".:[")]
     assert named, f"refused {changed} without naming one of them: {message}"

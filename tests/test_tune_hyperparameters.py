@@ -138,6 +138,9 @@ def test_quantized_bounds_that_are_not_multiples_of_the_step_are_refused_before_
     assert "0.91 is not divisible by quantization factor 0.02" in err and "Traceback" not in err
     err = _refused(tmp_path, capsys, {"rl.lr": {"qloguniform": [0.0001, 0.0105, 0.001]}})
     assert "tune.search_space.rl.lr: Ray Tune refuses" in err
+    capsys.readouterr()
+    assert main(["check", str(tiny_config(tmp_path, {"rl.gamma": {"quniform": [0.91, 0.99, 0.02]}}))]) == 2
+    assert "not divisible by quantization factor 0.02" in capsys.readouterr().err  # `mto check` says so too
     # Bounds on the step's grid: the same pre-check accepts them (Ray builds every sampler).
     from orchestrator.tune.hyperparameters import check_search_space
 
