@@ -37,7 +37,9 @@ def finished_run(ray_session, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("odd") / "pct%41 %20 q?x"
     before = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
-        assert main(["train", str(SMOKE), "--no-live", "--run-dir", str(run_dir), "--set", "training.iterations=1"]) == 0
+        # The CurriculumActor saves curriculum_live.pkl after every report: the file a bad resume overwrote.
+        assert main(["train", str(SMOKE), "--no-live", "--run-dir", str(run_dir), "--set", "training.iterations=1",
+                     "--set", "curriculum.checkpoint_every_seconds=0.01"]) == 0
     finally:
         mlflow.set_tracking_uri(before)
     client = MlflowClient(default_tracking_uri(run_dir))
@@ -79,6 +81,7 @@ def test_resume_with_settings_the_checkpoint_does_not_fit_exits_2_and_leaves_the
     run_dir, client, run = finished_run
     before = _snapshot(run_dir, client, run.info.run_id)
     assert before["status"] == "FINISHED"
+    assert any(name.endswith("curriculum_live.pkl") for name in before["files"]) and "mlflow.db" in before["files"]
     capsys.readouterr()
     assert main(["train", "--resume", run.info.run_id, "--run-dir", str(run_dir), "--no-live", "--set", override]) == 2
     err = capsys.readouterr().err
