@@ -183,6 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             cfg = load_config(args.config, tuple(args.overrides))
             check_rllib_config(cfg, args.config)
+            if cfg.tune.search_space:  # what `mto tune` checks before it writes anything
+                from orchestrator.tune.hyperparameters import check_search_space
+
+                check_search_space(cfg, args.config)
             print(f"{args.config}: ok ({cfg.name})")
     except ConfigError as exc:
         print(f"mto {args.command}: {exc}", file=sys.stderr)

@@ -8,12 +8,13 @@ the field path and the valid choices.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.offline.config import OfflineConfig
 from orchestrator.rl.sac_config import SACConfig
@@ -37,8 +38,40 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names the same key twice (YAML itself keeps the last one and drops the first)."""
+
+
+def _mapping_without_duplicates(loader: _Yaml12Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    # PyYAML's last-one-wins silently drops a whole first `rl:` section when a second one follows.
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *base` merges on purpose; keys written beside it override it
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:
+            continue  # an unhashable key: SafeConstructor refuses it itself, with its position
+        if first is not None:
+            raise DuplicateKeyError(f"duplicate key '{key}' on line {first} and line {line} "
+                                    "(YAML would keep only the last and drop the first; write it once)")
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:map", lambda loader, node: _construct_map(loader, node))
+
+
+def _construct_map(loader: _Yaml12Loader, node: yaml.MappingNode):
+    data: dict = {}
+    yield data
+    data.update(_mapping_without_duplicates(loader, node))
+
+
 def read_yaml(text: str) -> Any:
-    """Parse YAML text the way config files and `--set` values are read."""
+    """Parse YAML text the way config files and `--set` values are read (duplicate keys refused)."""
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 
 
@@ -47,8 +80,16 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    # Unknown keys are typos far more often than intentional: refuse them.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    # Unknown keys are typos far more often than intentional: refuse them. A float field never
+    # takes inf or nan (`lr: .inf` passed `gt=0`), nor the strings "inf" / "nan".
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
+
+
+def layer_sizes_positive(sizes: list[int]) -> list[int]:
+    """A hidden layer of size 0 builds a network that silently computes nothing: refuse it."""
+    if any(size < 1 for size in sizes):
+        raise ValueError(f"layer sizes must be >= 1, got {sizes}")
+    return sizes
 
 
 class TaskConfig(_Section):
@@ -79,6 +120,15 @@ class TaskConfig(_Section):
         False, description="techtree: the env reports which actions would change the state and the policy "
         "samples only those (RLlib's action-masking pattern; observations become a Dict)"
     )
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_listed_once(cls, tasks: list[str] | None) -> list[str] | None:
+        if tasks is not None and not tasks:
+            raise ValueError("an empty list trains on nothing; name at least one task, or null for every task")
+        if tasks is not None and len(set(tasks)) != len(tasks):
+            raise ValueError(f"{sorted({t for t in tasks if tasks.count(t) > 1})} listed more than once; list each once")
+        return tasks
 
 
 class CurriculumConfig(_Section):
@@ -204,6 +254,8 @@ class ModelConfig(_Section):
     )
     combiner_params: dict[str, Any] = Field(default_factory=dict, description="parameters of the combiner")
 
+    _hidden_positive = field_validator("hidden")(layer_sizes_positive)
+
     @model_validator(mode="after")
     def _combiner_needs_multitask_network(self) -> "ModelConfig":
         if self.combiner != "sum" and self.architecture == "mlp":
@@ -249,7 +301,8 @@ class ExperimentConfig(_Section):
     """One runnable experiment."""
 
     name: str = Field(..., min_length=1, description="experiment name; run folders and MLflow run names start with it")
-    seed: int = Field(0, description="seed for RLlib, environments and the curriculum")
+    # 2^31 - 1 at most: seeds are offset per runner / iteration and numpy takes them below 2^32.
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for RLlib, environments and the curriculum")
     run_dir: str = Field("runs", description="root for run folders, checkpoints and the default MLflow store")
     task: TaskConfig = Field(default_factory=TaskConfig)
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
@@ -364,6 +417,8 @@ def parse_overrides(overrides: Sequence[str], source: str = "--set") -> list[tup
         key, raw = item.split("=", 1)
         try:
             value = read_yaml(raw) if raw != "" else ""
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"{source}: value of '{key}': {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{source}: value of '{key}' is not valid YAML: {exc}") from exc
         parsed.append((key.strip(), value))
@@ -375,6 +430,7 @@ def config_from_dict(data: dict[str, Any], source: str, overrides: Sequence[str]
     data = dict(data)
     for key, value in parse_overrides(overrides):
         _set_path(data, key, value, source)
+    _check_numbers(data, source)
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as err:
@@ -382,6 +438,25 @@ def config_from_dict(data: dict[str, Any], source: str, overrides: Sequence[str]
     _make_paths_absolute(cfg)
     _check_domain(cfg, source)
     return cfg
+
+
+# Beyond a 64-bit integer no counter, size or seed means anything (numpy and torch cannot hold it).
+_INT_LIMIT = 2**63 - 1
+
+
+def _check_numbers(node: Any, source: str, path: str = "") -> None:
+    """Refuse a non-finite float (``.inf``, ``.nan``, ``1e400``) or an integer past 64 bits anywhere
+    in the document, free-form mappings (``curriculum.params``, ...) and search spaces included."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_numbers(value, source, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_numbers(value, source, f"{path}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{source}: {path or '<root>'}: {node} is not a finite number; give a finite value")
+    elif isinstance(node, int) and not isinstance(node, bool) and abs(node) > _INT_LIMIT:
+        raise ConfigError(f"{source}: {path or '<root>'}: {node} is out of range (at most {_INT_LIMIT} in size)")
 
 
 def _absolute(path: str) -> str:
@@ -406,8 +481,16 @@ def absolute_tracking_uri(tracking_uri: str) -> str:
     (a Ray worker's own working directory would open, and create, another store); others unchanged."""
     path = sqlite_path(tracking_uri)
     if path is not None and not path.is_absolute():
-        return f"sqlite:///{path.expanduser().resolve()}"
+        return sqlite_uri(path.expanduser().resolve())
     return tracking_uri
+
+
+def sqlite_uri(path: Path) -> str:
+    """The ``sqlite:///`` URI of database file ``path``. SQLAlchemy decodes ``%41`` and ``%20`` and cuts
+    at ``?`` (its query), which put the store and its lock elsewhere than the artifacts of a run folder
+    named ``pct%41dir`` or ``q?x``; those two characters are encoded, the rest (spaces, ``#``, ...)
+    SQLAlchemy reads as written, and they stay readable."""
+    return "sqlite:///" + str(path).replace("%", "%25").replace("?", "%3F")
 
 
 def _make_paths_absolute(cfg: ExperimentConfig) -> None:
@@ -442,9 +525,21 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = read_yaml(path.read_text())
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                          "save the file as UTF-8") from None
+    try:
+        data = read_yaml(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (name, task, rl, ...)")
     return config_from_dict(data, str(path), overrides)
@@ -505,6 +600,9 @@ def _check_domain(cfg: ExperimentConfig, source: str) -> None:
 
         defaults = inspect.signature(LearningProgressCurriculum).parameters
         params = {k: cfg.curriculum.params.get(k, defaults[k].default) for k in ("uniform_mix", "untried_weight")}
+        for key, value in params.items():
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise ConfigError(f"{source}: curriculum.params.{key}: a number, got {value!r}")
         problem = learning_progress_setting_error(float(params["uniform_mix"]), float(params["untried_weight"]),
                                                   str(cfg.curriculum.params.get("success_source", "online")))
         if problem:

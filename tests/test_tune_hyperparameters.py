@@ -132,6 +132,22 @@ def test_a_grid_value_the_config_refuses_is_caught_before_the_search(tmp_path, c
     assert "{rl.minibatch_size: 128, rl.train_batch_size: 64}" in err
 
 
+def test_quantized_bounds_that_are_not_multiples_of_the_step_are_refused_before_anything_is_written(tmp_path, capsys):
+    err = _refused(tmp_path, capsys, {"rl.gamma": {"quniform": [0.91, 0.99, 0.02]}})
+    assert "tune.search_space.rl.gamma: Ray Tune refuses {'quniform': [0.91, 0.99, 0.02]}" in err
+    assert "0.91 is not divisible by quantization factor 0.02" in err and "Traceback" not in err
+    err = _refused(tmp_path, capsys, {"rl.lr": {"qloguniform": [0.0001, 0.0105, 0.001]}})
+    assert "tune.search_space.rl.lr: Ray Tune refuses" in err
+    capsys.readouterr()
+    assert main(["check", str(tiny_config(tmp_path, {"rl.gamma": {"quniform": [0.91, 0.99, 0.02]}}))]) == 2
+    assert "not divisible by quantization factor 0.02" in capsys.readouterr().err  # `mto check` says so too
+    # Bounds on the step's grid: the same pre-check accepts them (Ray builds every sampler).
+    from orchestrator.tune.hyperparameters import check_search_space
+
+    config = tiny_config(tmp_path, {"rl.gamma": {"quniform": [0.9, 0.98, 0.02]}})
+    check_search_space(load_config(config), str(config))
+
+
 def test_search_space_specs_translate_to_ray_tune_samplers() -> None:
     from ray.tune.search.sample import Categorical, Float, Integer, Quantized
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class BehaviourSource(_Section):
@@ -75,6 +75,13 @@ class OfflineConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the Q-network trains; auto: cuda when available")
     torch_threads: int | None = Field(None, ge=1, description="torch CPU threads for training; null = torch's default")
     checkpoint_every: int = Field(1000, ge=1, description="gradient steps between checkpoints (what `mto train --resume` continues from; one at the end)")
+
+    @field_validator("hidden")
+    @classmethod
+    def _hidden_positive(cls, sizes: list[int]) -> list[int]:
+        if any(size < 1 for size in sizes):  # a 0-wide layer builds a Q-network that computes nothing
+            raise ValueError(f"layer sizes must be >= 1, got {sizes}")
+        return sizes
 
     @field_validator("value_range")
     @classmethod

@@ -98,9 +98,21 @@ class CurriculumActor:
         self.restored_from: str | None = None
         self.update_seconds = 0.0  # time spent inside scheduler.update (for overhead figures)
         if self.checkpoint_path is not None and self.checkpoint_path.exists():
-            self.load_checkpoint(str(self.checkpoint_path))
+            self._restore_or_set_aside(self.checkpoint_path)
         self._reports_since_save = 0
         self._last_save = time.monotonic()
+
+    def _restore_or_set_aside(self, path: Path) -> None:
+        """Restore from ``path``; a file a crash or a damaged disk tore is renamed ``<name>.torn``
+        (kept) with one warning, and the actor starts from its initial state instead of dying,
+        which Ray would repeat on every restart until the run failed."""
+        try:
+            self.load_checkpoint(str(path))
+        except Exception as err:  # noqa: BLE001 - unpickling a torn file raises many kinds
+            aside = path.with_name(path.name + ".torn")
+            os.replace(path, aside)
+            log.warning("curriculum state %s is unreadable (%s: %s); set aside as %s, starting from the initial state",
+                        path, type(err).__name__, err, aside)
 
     def ready(self) -> bool:
         """Returns once the actor is constructed (and restored)."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchestrator.config import ExperimentConfig, load_config, resolve_task_space
+from orchestrator.config import ConfigError, ExperimentConfig, load_config, resolve_task_space
 from orchestrator.runs.progress import console, task_table
 from orchestrator.runs.tracking import CONFIG_ARTIFACT, resolve_tracking_uri
 
@@ -26,6 +26,26 @@ def resolve_checkpoint(run: str, run_dir: str) -> tuple[Path, ExperimentConfig]:
         run_path, state = locate_run(run, resolve_tracking_uri(None, run_dir), f"{run}: not a checkpoint folder, and")
         ckpt = Path(state.checkpoint)
     return ckpt, load_config(run_path / CONFIG_ARTIFACT)
+
+
+def check_module_fits(module, cfg: ExperimentConfig, ckpt: Path) -> None:
+    """`ConfigError` when the checkpoint's policy was built for other observations or actions than the
+    environments its config makes (a config that is not the checkpoint's: other tasks, action mask)."""
+    if cfg.task.family == "metaworld":
+        return  # SAC modules are checked by `metaworld_evaluation_episodes` itself
+    from tasks.simon_says import SimonSaysVectorEnv
+
+    env = SimonSaysVectorEnv(num_envs=1, tasks=list(resolve_task_space(cfg).names), horizon=cfg.task.horizon,
+                             backend=cfg.task.backend, action_mask=cfg.task.action_mask)
+    try:
+        wanted = {"observation space (task.tasks, task.action_mask)": (module.observation_space, env.single_observation_space),
+                  "action space (task.backend)": (module.action_space, env.single_action_space)}
+    finally:
+        env.close()
+    for name, (trained, given) in wanted.items():
+        if trained is not None and trained != given:
+            raise ConfigError(f"{ckpt}: the checkpoint's policy was trained on the {name} {trained}, but its run's "
+                              f"config gives {given}; evaluate it with the config it was trained with")
 
 
 def evaluation_episodes(module, cfg: ExperimentConfig, episodes: int, greedy: bool, seed: int):
@@ -99,6 +119,7 @@ def run_evaluation(run: str, episodes: int | None = None, greedy: bool = False, 
 
     ckpt, cfg = resolve_checkpoint(run, run_dir)
     module = RLModule.from_checkpoint(str(ckpt / MODULE_SUBDIR))
+    check_module_fits(module, cfg, ckpt)
     episodes = episodes or cfg.training.eval_episodes_per_task
     results = evaluate_policy(module, cfg, episodes, greedy, seed)
     threshold = cfg.training.mastery_threshold

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class SACConfig(BaseModel):
     """RLlib SAC (new API stack) with per-task entropy temperatures (used when `rl.algorithm` is SAC)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     train_batch_size: int = Field(256, ge=1, description="transitions replayed per gradient update (per learner)")
     actor_lr: float = Field(3e-4, gt=0, description="actor Adam learning rate")

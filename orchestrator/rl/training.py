@@ -33,7 +33,14 @@ from orchestrator.runs.checkpoints import (
 )
 from orchestrator.runs.metrics_buffer import MetricsSpool, fail_fast_tracking
 from orchestrator.runs.progress import TrainingProgress, console, task_table
-from orchestrator.runs.run_folder import GROUPS_TAG, STATE_FILE, TrainerState, TrainingSummary, checked_resume_state
+from orchestrator.runs.run_folder import (
+    GROUPS_TAG,
+    STATE_FILE,
+    TrainerState,
+    TrainingSummary,
+    checked_resume_state,
+    read_trainer_state,
+)
 from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, log_metrics_safe, log_params_safe
 
 KEEP_CHECKPOINTS = 2
@@ -299,7 +306,7 @@ def _train_group(cfg: ExperimentConfig, g: int, group: list[str], run_path: Path
     group_path = run_path / f"group_{g}"
     if (group_path / STATE_FILE).is_file():  # started before an interruption
         group_cfg = load_config(group_path / CONFIG_ARTIFACT)
-        group_state = checked_resume_state(group_path, TrainerState.load(group_path / STATE_FILE), f"group {g}")
+        group_state = checked_resume_state(group_path, read_trainer_state(group_path, f"group {g}"), f"group {g}")
     else:
         group_cfg = config_for_tasks(cfg.to_dict(), group, f"groups[{g}]", name=f"{cfg.name}-group{g}", groups=None)
         group_path.mkdir(exist_ok=True)

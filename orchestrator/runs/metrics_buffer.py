@@ -4,8 +4,9 @@ While the MLflow server is unreachable, each iteration's metrics are appended to
 `<run folder>/metrics_unsent.jsonl` (step, timestamp, values) and training goes on; once the
 server answers again they are sent in order with their original steps and timestamps, each
 line removed from the file as soon as it has arrived (so a line is never sent twice, and a
-crash keeps what is unsent for `--resume` to send). During an outage calls fail fast instead
-of blocking the loop in MLflow's HTTP retries (7 retries with exponential backoff, about two
+crash keeps what is unsent for `--resume` to send). A line torn by a crash is set aside
+(`orchestrator.runs.torn_files`) and the complete ones are sent. During an outage calls fail
+fast instead of blocking the loop in MLflow's HTTP retries (7 retries with exponential backoff, about two
 minutes per call by default).
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from orchestrator.runs.torn_files import read_json_lines
 from orchestrator.runs.tracking import log_metrics_safe
 
 UNSENT_FILE = "metrics_unsent.jsonl"
@@ -45,6 +47,23 @@ def fail_fast_tracking(timeout_s: float = _FAIL_FAST_TIMEOUT_S) -> Iterator[None
                 os.environ[key] = value
 
 
+def _is_entry(record: dict) -> bool:
+    """A whole kept line: a step, a timestamp and a mapping of metric values."""
+    metrics = record.get("metrics")
+    return (isinstance(record.get("step"), int) and isinstance(record.get("timestamp"), int) and isinstance(metrics, dict)
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()))
+
+
+def _ends_torn(path: Path) -> bool:
+    """Whether ``path`` exists and its last byte is not a newline (an append cut short)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:  # missing or empty
+        return False
+
+
 class MetricsSpool:
     """Logs metrics to the active MLflow run, keeping what cannot be sent in the run folder.
 
@@ -62,9 +81,10 @@ class MetricsSpool:
     @property
     def waiting(self) -> int:
         """How many iterations' metrics are kept, not yet sent."""
-        if not self.path.is_file():
-            return 0
-        return sum(1 for line in self.path.read_text().splitlines() if line.strip())
+        return len(self._read())
+
+    def _read(self) -> list[dict]:
+        return read_json_lines(self.path, complete=_is_entry)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         """Send now (after anything kept from before), or keep for later; never raises for the server."""
@@ -94,7 +114,7 @@ class MetricsSpool:
         requests = 0
         while True:
             self._last_try = time.monotonic()
-            lines = [line for line in self.path.read_text().splitlines() if line.strip()] if self.path.is_file() else []
+            lines = self._read()
             if not lines:
                 break
             if max_requests is not None and requests >= max_requests:
@@ -102,7 +122,7 @@ class MetricsSpool:
             items: list = []
             taken = 0
             while taken < len(lines):
-                entry = json.loads(lines[taken])
+                entry = lines[taken]
                 more = [Metric(k, float(v), entry["timestamp"], entry["step"]) for k, v in entry["metrics"].items()]
                 if items and len(items) + len(more) > _METRICS_PER_REQUEST:
                     break
@@ -121,7 +141,7 @@ class MetricsSpool:
                 time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
                 continue
             requests += 1
-            self._rewrite(lines[taken:])
+            self._rewrite([json.dumps(entry) for entry in lines[taken:]])
             deadline = time.monotonic() + timeout_s  # progress: the patience starts again
         if self.outage_started is not None:
             from orchestrator.runs.progress import console
@@ -136,6 +156,8 @@ class MetricsSpool:
 
         values = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
         entry = {"step": int(step), "timestamp": int(time.time() * 1000), "metrics": values}
+        if _ends_torn(self.path):  # a torn tail left by a crash would swallow this line: set it aside first
+            self._read()
         with open(self.path, "a") as f:
             f.write(json.dumps(entry) + "\n")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import ConfigError, ExperimentConfig, load_config
+from orchestrator.runs.resume_settings import check_resume_settings
 from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, find_run, resolve_tracking_uri
 
 STATE_FILE = "trainer_state.json"
@@ -60,6 +61,28 @@ def new_run_path(cfg: ExperimentConfig) -> Path:
     return path
 
 
+def read_trainer_state(run_path: Path, what: str) -> TrainerState:
+    """The run folder's driver state; if a crash or a damaged disk tore it, the copy saved in the
+    newest checkpoint that holds a readable one (with one warning). `ConfigError` when there is none."""
+    from orchestrator.runs.checkpoints import checkpoint_dirs
+    from orchestrator.runs.torn_files import warn_torn
+
+    path = Path(run_path) / STATE_FILE
+    try:
+        return TrainerState.load(path)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError, fields missing or unknown
+        problem = f"{type(exc).__name__}: {exc}"
+    for folder in reversed(checkpoint_dirs(run_path)):
+        try:
+            state = TrainerState.load(folder / STATE_FILE)
+        except (OSError, ValueError, TypeError):
+            continue
+        warn_torn(path, f"{problem}; using the copy saved in checkpoint {folder.name} (iteration {state.iteration}); "
+                        "the next save replaces the torn file")
+        return state
+    raise ConfigError(f"{what}: {path} is unreadable ({problem}) and no checkpoint holds a copy of it")
+
+
 def locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ...], run_dir: str):
     """Find the run to continue: its config (saved one plus overrides), tracking URI, folder and state."""
     if config_path is not None:
@@ -68,7 +91,10 @@ def locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ..
     else:
         uri = resolve_tracking_uri(None, run_dir)
     run_path, state = locate_run(resume, uri, f"--resume {resume}", grouped_ok=True, offline_ok=True)
+    saved = load_config(run_path / CONFIG_ARTIFACT)
     cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
+    # Before a checkpoint is checked (and a bad one set aside): a refused resume changes nothing.
+    check_resume_settings(saved, cfg, f"--resume {resume}")
     return cfg, uri, run_path, checked_resume_state(run_path, state, f"--resume {resume}")
 
 
@@ -107,7 +133,7 @@ def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False,
     state_file = run_path / STATE_FILE
     if not state_file.is_file():
         raise ConfigError(f"{what}: run folder {run_path} has no {STATE_FILE}")
-    state = TrainerState.load(state_file)
+    state = read_trainer_state(run_path, what)
     grouped = GROUPS_TAG in found.data.tags
     if grouped and not grouped_ok:
         groups = [f"{found.info.run_name}-group{g}" for g in range(len(json.loads(found.data.tags[GROUPS_TAG])))]

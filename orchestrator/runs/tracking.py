@@ -13,7 +13,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import ConfigError, absolute_tracking_uri, sqlite_path
+from orchestrator.config import ConfigError, absolute_tracking_uri, sqlite_path, sqlite_uri
 
 RUN_PATH_TAG = "mto.run_path"
 CONFIG_ARTIFACT = "config.yaml"
@@ -21,7 +21,7 @@ CONFIG_ARTIFACT = "config.yaml"
 
 def default_tracking_uri(run_dir: str | Path) -> str:
     """SQLite under the run directory (MLflow refuses its old file store)."""
-    return f"sqlite:///{Path(run_dir).resolve() / 'mlflow.db'}"
+    return sqlite_uri(Path(run_dir).resolve() / "mlflow.db")
 
 
 def resolve_tracking_uri(configured: str | None, run_dir: str | Path) -> str:

@@ -77,7 +77,7 @@ class TuneConfig(BaseModel):
     """Ray Tune searches: `mto tune-groups` (task affinity grouping), `mto pareto` (preference sweep) and `mto tune` (hyperparameters)."""
 
     # Unknown keys are typos far more often than intentional: refuse them.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     storage_path: str | None = Field(
         None, description="Tune results and checkpoints (local dir, shared path or s3://...); null = <run_dir>/tune"

@@ -137,6 +137,11 @@ def check_search_space(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: tune.search_space: empty; map config paths to samplers, e.g. "
                           f"`rl.lr: {{loguniform: [0.0001, 0.01]}}`; valid keys: {', '.join(search_space_keys())}")
     space = canonical_space(cfg.tune.search_space, source)
+    for key, spec in space.items():  # Ray Tune's own checks (a q that does not divide a bound, ...)
+        try:
+            tune_sampler(spec)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{source}: tune.search_space.{key}: Ray Tune refuses {spec}: {exc}") from None
     base = cfg.to_dict()
     for point in extreme_points(space):
         sampled_config(base, point, f"{source}: tune.search_space: a trial could draw {_show(point)}, which")

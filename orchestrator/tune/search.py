@@ -28,6 +28,7 @@ from contextlib import contextmanager
 import itertools
 import json
 import math
+import os
 import tempfile
 import time
 import uuid
@@ -358,7 +359,7 @@ def _prepare(config_path: str | Path, overrides: tuple[str, ...], kind: str, res
         if not previous:
             raise ConfigError(f"--resume: no earlier `mto {kind}` search of '{cfg.name}' under {storage}")
         search_path = previous[-1]
-        state = json.loads((search_path / SEARCH_STATE).read_text())
+        state = _read_state(search_path)
     else:
         # An inherited MLFLOW_RUN_ID that is not a run of our store stops here, before a folder exists.
         inherited_parent_run_id(tracking_client(resolve_tracking_uri(cfg.tracking.tracking_uri, cfg.run_dir)))
@@ -370,7 +371,28 @@ def _prepare(config_path: str | Path, overrides: tuple[str, ...], kind: str, res
 
 
 def _save_state(search_path: Path, state: dict[str, Any]) -> None:
-    (search_path / SEARCH_STATE).write_text(json.dumps(state, indent=2))
+    tmp = search_path / (SEARCH_STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, search_path / SEARCH_STATE)  # a crash leaves the old state or the new one, never half
+
+
+def _read_state(search_path: Path) -> dict[str, Any]:
+    """The interrupted search's state; one torn by a crash (written before saves were atomic, or a
+    damaged disk) is set aside as ``<name>.torn`` with one warning, and the search goes on under a
+    new parent run (Tune's own results, kept under its storage, are restored all the same)."""
+    from orchestrator.runs.torn_files import torn_path, warn_torn
+
+    path = search_path / SEARCH_STATE
+    try:
+        state = json.loads(path.read_text())
+        if isinstance(state, dict):
+            return state
+        problem = f"not a mapping: {type(state).__name__}"
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        problem = f"{type(exc).__name__}: {exc}"
+    os.replace(path, torn_path(path))
+    warn_torn(path, f"{problem}; set aside as {torn_path(path)}, the search continues under a new parent run")
+    return {}
 
 
 def _dataset(cfg: ExperimentConfig, search_path: Path):
