@@ -59,6 +59,14 @@ class LearningProgressCurriculum(Curriculum):
             uniform share; 0 = the rule without it). Without it such a task has LP 0 and
             success 0 and sits at the ``uniform_mix`` floor, where its few goal episodes
             may never succeed; with it, the bonus and the curriculum hand it on.
+        prerequisites: per task, the ids of the tasks it needs (its recipe chain), or None
+            when the task family has no such structure.
+        frontier_weight: a task that has never succeeded but whose prerequisite tasks all
+            succeed reliably (success rate >= the bonus threshold; a task with none is
+            always there) is at the frontier and gets ``frontier_weight / num_tasks``
+            (>= 0; default 1.0; 0 = off). A task whose item no episode ever obtains (a
+            furnace needs 8 cobblestone: no random policy finds it) is then still practised
+            once everything it needs is learnt.
     """
 
     kind = "learning_progress"
@@ -72,6 +80,8 @@ class LearningProgressCurriculum(Curriculum):
         uniform_mix: float = 0.1,
         untried_weight: float = 1.0,
         by_product_weight: float = 1.0,
+        prerequisites: Sequence[Sequence[int]] | None = None,
+        frontier_weight: float = 1.0,
         **kwargs: Any,
     ) -> None:
         if not (np.isfinite(temperature) and temperature > 0):
@@ -80,8 +90,17 @@ class LearningProgressCurriculum(Curriculum):
             raise ValueError(f"uniform_mix must be in [0, 1], got {uniform_mix}")
         if not (np.isfinite(untried_weight) and untried_weight >= 0):
             raise ValueError(f"untried_weight must be a finite number >= 0, got {untried_weight}")
-        if not (np.isfinite(by_product_weight) and by_product_weight >= 0):
-            raise ValueError(f"by_product_weight must be a finite number >= 0, got {by_product_weight}")
+        for name, value in (("by_product_weight", by_product_weight), ("frontier_weight", frontier_weight)):
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        num_tasks = len(task_names)
+        if prerequisites is not None:
+            if len(prerequisites) != num_tasks:
+                raise ValueError(f"prerequisites must list one entry per task ({num_tasks}), got {len(prerequisites)}")
+            bad = [p for row in prerequisites for p in row if not 0 <= int(p) < num_tasks]
+            if bad:
+                raise ValueError(f"prerequisites name task ids outside 0..{num_tasks - 1}: {bad[:5]}")
+        self.prerequisites = None if prerequisites is None else [sorted({int(p) for p in row}) for row in prerequisites]
         problem = learning_progress_setting_error(uniform_mix, untried_weight, kwargs.get("success_source", "online"))
         if problem is not None:
             warnings.warn(problem, RuntimeWarning, stacklevel=2)
@@ -89,9 +108,11 @@ class LearningProgressCurriculum(Curriculum):
         self.uniform_mix = float(uniform_mix)
         self.untried_weight = float(untried_weight)
         self.by_product_weight = float(by_product_weight)
+        self.frontier_weight = float(frontier_weight)
         super().__init__(task_names, item_names, **kwargs)
         self._params.update(temperature=self.temperature, uniform_mix=self.uniform_mix, untried_weight=self.untried_weight,
-                            by_product_weight=self.by_product_weight)
+                            by_product_weight=self.by_product_weight, prerequisites=self.prerequisites,
+                            frontier_weight=self.frontier_weight)
 
     def _compute_probabilities(self) -> np.ndarray:
         est = self.estimates
@@ -102,6 +123,25 @@ class LearningProgressCurriculum(Curriculum):
             temperature=self.temperature,
             uniform_mix=self.uniform_mix,
             untried_weight=self.untried_weight,
-            by_product=self.obtained_as_by_product() if self.by_product_weight > 0 else None,
-            by_product_weight=self.by_product_weight,
+            reserve_weight=self.reserve_weights(),
         )
+
+    def at_frontier(self) -> np.ndarray:
+        """Bool per task: never succeeded, and every prerequisite task succeeds reliably."""
+        never = self.successes == 0
+        if self.prerequisites is None:
+            return np.zeros(self.num_tasks, dtype=bool)
+        reliable = self.estimates.success_rate >= self.bonus.threshold
+        ready = np.array([all(reliable[p] for p in row) for row in self.prerequisites], dtype=bool)
+        return never & ready
+
+    def reserve_weights(self) -> np.ndarray:
+        """Per task, the reserved share (in units of 1/num_tasks) of a never-succeeded task
+        within reach: its item obtained as a by-product, or at the frontier (0 elsewhere)."""
+        weights = np.zeros(self.num_tasks)
+        if self.by_product_weight > 0:
+            weights[self.obtained_as_by_product()] = self.by_product_weight
+        if self.frontier_weight > 0:
+            frontier = self.at_frontier()
+            weights[frontier] = np.maximum(weights[frontier], self.frontier_weight)
+        return weights

@@ -17,12 +17,11 @@ def learning_progress_probabilities(
     temperature: float = 1.0,
     uniform_mix: float = 0.0,
     untried_weight: float = 1.0,
-    by_product: np.ndarray | None = None,
-    by_product_weight: float = 0.0,
+    reserve_weight: np.ndarray | None = None,
 ) -> np.ndarray:
     """The paper's sampling rule, as its public ports implement it, plus one reserve.
 
-    1. Among measured tasks (less the `by_product` ones, step 3), those with LP > 0 or
+    1. Among measured tasks (less the reserved ones, step 3), those with LP > 0 or
        success > 0 qualify; when none does, all of them qualify.
     2. Their LP is z-scored, divided by `temperature`, passed through a
        sigmoid and normalised; other measured tasks get 0.  A standard
@@ -31,11 +30,11 @@ def learning_progress_probabilities(
        weight, exactly.
     3. Reserved shares, taken before step 2's tasks share the rest: each task never
        measured keeps `untried_weight / num_tasks` (with the default 1.0, the share uniform
-       sampling would give it) so it is tried soon; each `by_product` task (measured, never
-       succeeded as a goal, but its item was obtained in other episodes) keeps
-       `by_product_weight / num_tasks`, so a task the agent has shown it can reach is
-       practised instead of sitting at the `uniform_mix` floor.  Reserves above 1 in total
-       are scaled down to 1.  With no task measured the result is uniform.
+       sampling would give it) so it is tried soon; each measured task with a positive
+       `reserve_weight` (the scheduler gives one to a task that never succeeded but is within
+       reach) keeps `reserve_weight / num_tasks` and leaves step 2, so it is practised
+       instead of sitting at the `uniform_mix` floor.  Reserves above 1 in total are scaled
+       down to 1.  With no task measured the result is uniform.
     4. Finally ``(1 - uniform_mix) * p + uniform_mix / num_tasks``.
 
     Tasks with identical inputs get bit-identical probabilities.  The LP
@@ -48,9 +47,10 @@ def learning_progress_probabilities(
     if num_measured == 0:
         probabilities = np.full(n, uniform)
     else:
-        lifted = np.zeros(n, dtype=bool) if by_product is None or by_product_weight <= 0 else measured & by_product
+        lifted = np.zeros(n, dtype=bool) if reserve_weight is None else measured & (reserve_weight > 0)
         reserve = np.where(measured, 0.0, untried_weight * uniform)
-        reserve[lifted] = by_product_weight * uniform
+        if reserve_weight is not None:
+            reserve[lifted] = reserve_weight[lifted] * uniform
         reserved = float(reserve.sum())
         if reserved > 1.0:
             reserve /= reserved
@@ -75,7 +75,7 @@ def learning_progress_probabilities(
             np.reciprocal(weights, out=weights)
             probabilities[pool] = weights * ((1.0 - reserved) / weights.sum())
             probabilities += reserve
-        else:  # every measured task is a by-product one: the reserves are all there is
+        else:  # every measured task is reserved: the reserves are all there is
             probabilities = reserve / reserved
     if uniform_mix > 0.0:
         probabilities = (1.0 - uniform_mix) * probabilities + uniform_mix * uniform

@@ -723,9 +723,20 @@ def build_scheduler(cfg: ExperimentConfig, task_names: Sequence[str], item_names
         mode=cfg.bonus.mode, size=cfg.bonus.size, threshold=cfg.bonus.threshold,
         items=cfg.bonus.items, non_task_items=cfg.bonus.non_task_items,
     )
-    return build_curriculum(
-        cfg.curriculum.kind, list(task_names), list(item_names), bonus=bonus, **cfg.curriculum.params
-    )
+    params = dict(cfg.curriculum.params)
+    if cfg.curriculum.kind == "learning_progress" and "prerequisites" not in params:
+        params["prerequisites"] = task_prerequisites(cfg, task_names)
+    return build_curriculum(cfg.curriculum.kind, list(task_names), list(item_names), bonus=bonus, **params)
+
+
+def task_prerequisites(cfg: ExperimentConfig, task_names: Sequence[str]) -> list[list[int]] | None:
+    """Per task, the ids of the tasks its goal needs (Simon Says recipe chains), else None."""
+    if cfg.task.family != "simon_says":
+        return None
+    from tasks.simon_says import goal_prerequisite_items
+
+    needs = goal_prerequisite_items(task_names, task_names, cfg.task.backend)
+    return [[int(j) for j in row.nonzero()[0]] for row in needs]
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

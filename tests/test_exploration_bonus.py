@@ -112,7 +112,7 @@ def test_by_product_task_gets_its_uniform_share_known_answer():
     measured = np.array([True, True, True, False])
     by_product = np.array([False, False, True, False])
     # untried task 3 keeps 1/4, by-product task 2 keeps 1/4, task 0 (the only LP/success) the rest
-    p = learning_progress_probabilities(lp, success, measured, by_product=by_product, by_product_weight=1.0)
+    p = learning_progress_probabilities(lp, success, measured, reserve_weight=by_product * 1.0)
     assert p.tolist() == pytest.approx([0.5, 0.0, 0.25, 0.25])
     # without the reserve task 2 falls to 0, and with uniform_mix=0.1 to the floor 0.025
     p = learning_progress_probabilities(lp, success, measured, uniform_mix=0.1)
@@ -122,11 +122,10 @@ def test_by_product_task_gets_its_uniform_share_known_answer():
 def test_reserves_above_one_are_scaled_and_all_by_product_tasks_share_everything():
     lp = np.zeros(3)
     measured = np.array([True, True, True])
-    p = learning_progress_probabilities(lp, np.zeros(3), measured, by_product=np.array([True, True, True]),
-                                        by_product_weight=2.0)
+    p = learning_progress_probabilities(lp, np.zeros(3), measured, reserve_weight=np.array([2.0, 2.0, 2.0]))
     assert p.tolist() == pytest.approx([1 / 3] * 3)
     p = learning_progress_probabilities(np.array([0.1, 0.0, 0.0]), np.zeros(3), measured,
-                                        by_product=np.array([False, True, True]), by_product_weight=3.0)
+                                        reserve_weight=np.array([0.0, 3.0, 3.0]))
     assert p.tolist() == pytest.approx([0.0, 0.5, 0.5])  # 2 x 3/3 reserved, scaled to 1
 
 
@@ -148,6 +147,32 @@ def test_curriculum_lifts_a_never_succeeded_task_whose_item_shows_up_elsewhere()
     # once the chest succeeds as a goal it leaves the reserve for the LP rule
     cur.update(batch([3], [True], [True]))
     assert not cur.obtained_as_by_product().any()
+
+
+def test_frontier_task_is_practised_once_its_prerequisites_are_reliable():
+    """log <- planks <- crafting_table; furnace needs the table. Nothing ever obtains a furnace,
+    so only the frontier rule can lift it, and only once every task it needs is reliable."""
+    tasks = ["log", "planks", "crafting_table", "furnace"]
+    prerequisites = [[], [0], [0, 1], [0, 1, 2]]
+
+    def batch(task, success):
+        return EpisodeOutcomes(task=np.array(task), success=np.array(success, bool),
+                               episode_return=np.array(success, float), length=np.ones(len(task), np.int64))
+
+    cur = LearningProgressCurriculum(tasks, uniform_mix=0.0, alpha_fast=1.0, alpha_slow=1.0,
+                                     prerequisites=prerequisites, bonus={"mode": "dynamic", "threshold": 0.5})
+    cur.update(batch([0, 1, 2, 3], [True, True, False, False]))
+    # the table (needs log, planks: reliable) is at the frontier; the furnace (needs the table) is not
+    assert cur.at_frontier().tolist() == [False, False, True, False]
+    assert cur.distribution().probabilities.tolist() == pytest.approx([0.375, 0.375, 0.25, 0.0])
+    cur.update(batch([2], [True]))  # the table succeeds (alpha 1: rate 1) and leaves the frontier
+    assert cur.at_frontier().tolist() == [False, False, False, True]
+    assert cur.distribution().probabilities[3] == pytest.approx(0.25)
+    off = LearningProgressCurriculum(tasks, uniform_mix=0.0, prerequisites=prerequisites, frontier_weight=0.0)
+    off.update(batch([0, 1, 2, 3], [True, True, True, False]))
+    assert off.distribution().probabilities[3] == 0.0
+    with pytest.raises(ValueError, match="prerequisites name task ids outside 0..3"):
+        LearningProgressCurriculum(tasks, prerequisites=[[], [0], [0, 7], []])
 
 
 # -- through the real env: the bonus and the curriculum together ---------------------------
