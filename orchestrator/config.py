@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.offline.config import OfflineConfig
 from orchestrator.rl.sac_config import SACConfig
@@ -44,6 +44,13 @@ def read_yaml(text: str) -> Any:
 
 class ConfigError(ValueError):
     """A config file or override that cannot be used; the message says where and why."""
+
+
+def one_path_component(value: str) -> str:
+    """``value`` if it names one file or folder (run folders and report folders are named after it)."""
+    if value in (".", "..") or any(sep in value for sep in ("/", "\\", "\0")):
+        raise ValueError(f"'{value}' must be one path component: no '/', '\\', '..' or '.'")
+    return value
 
 
 class _Section(BaseModel):
@@ -210,6 +217,11 @@ class TrackingConfig(_Section):
     experiment: str = Field("mto", description="MLflow experiment name")
     run_name: str | None = Field(None, description="MLflow run name (default: the run folder name)")
 
+    @field_validator("run_name")
+    @classmethod
+    def _one_component(cls, value: str | None) -> str | None:
+        return value if value is None else one_path_component(value)  # report folders are named after it
+
 
 class ExperimentConfig(_Section):
     """One runnable experiment."""
@@ -236,6 +248,11 @@ class ExperimentConfig(_Section):
     offline: OfflineConfig | None = Field(
         None, description="offline multi-task RL (CQL over a Parquet transition dataset, data sharing); set = `mto train` trains offline"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _one_component(cls, value: str) -> str:
+        return one_path_component(value)  # run folders are named after it: `../x` would leave run_dir
 
     @property
     def is_supervised(self) -> bool:
