@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "simon_says_learning.json"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.update(RAY_AUTH_MODE="token", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")  # token auth, 127.0.0.1: orchestrator/runs/local_ray.py
 
     import mlflow
     import ray
