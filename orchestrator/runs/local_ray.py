@@ -28,9 +28,9 @@ SINGLE_NODE_ON_LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": node IP 12
 def secure_local_ray(token_file: Path | None = None, loopback: bool = True) -> None:
     """Turn token authentication on for the Ray clusters this process (and its children) start.
 
-    A token already given (``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``) is kept. Otherwise Ray
-    generates one: into ``token_file`` (owner-only; ``RAY_AUTH_TOKEN_PATH`` then names it), or, with
-    none, into Ray's default ``~/.ray/auth_token`` if it has none yet. ``loopback``: one node, every
+    A token already given (``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``) is kept. Otherwise the one in
+    ``token_file`` (default: Ray's ``~/.ray/auth_token``) is used, generated there by Ray's generator,
+    owner-only, if the file does not exist; ``RAY_AUTH_TOKEN_PATH`` then names it. ``loopback``: one node, every
     server on 127.0.0.1; False for a cluster that adds worker nodes.
     """
     os.environ[AUTH_MODE] = "token"
@@ -39,18 +39,17 @@ def secure_local_ray(token_file: Path | None = None, loopback: bool = True) -> N
     else:
         os.environ.pop(SINGLE_NODE_ON_LOOPBACK, None)
     from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
-    from ray._private.authentication.authentication_token_setup import _get_default_token_path, generate_and_save_token
+    from ray._private.authentication.authentication_token_setup import _get_default_token_path
 
     if TOKEN not in os.environ and TOKEN_PATH not in os.environ:
-        if token_file is None:
-            if not _get_default_token_path().is_file():
-                generate_and_save_token()  # what `ray.init` would do; `ray start --head` expects one to exist
-        else:
+        token_file = token_file or _get_default_token_path()
+        if not token_file.is_file():
+            # Owner-only: Ray's own `generate_and_save_token` leaves the file as the umask has it (0644).
             token_file.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            descriptor = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as f:
                 f.write(generate_new_authentication_token())
-            os.environ[TOKEN_PATH] = str(token_file)
+        os.environ[TOKEN_PATH] = str(token_file)
     # Ray caches its config and the token when loaded: refresh both, as Ray's own switch to token mode does.
     from ray._raylet import AuthenticationTokenLoader, Config
 
