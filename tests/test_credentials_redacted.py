@@ -4,7 +4,6 @@ output line (issue 28): the run talks to a real `mlflow server` through
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
