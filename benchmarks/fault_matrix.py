@@ -704,24 +704,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "fault_matrix.json"))
     parser.add_argument("--keep", action="store_true", help="keep the cases' run folders (printed)")
-    parser.add_argument("--ray-auth", choices=["token", "off"], default="token",
-                        help="token (default): Ray token auth on the harness's cluster; off: the opt-out the "
-                             "default test suite uses while ray_job_stop fails under token auth")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     names = [n for n in args.cases.split(",") if n]
-    if args.ray_auth == "off":
-        # The documented opt-out (README, Security): with token auth on, the ray_job_stop case's
-        # submitted driver had its CurriculumActor cancelled before it started (Ray 2.60, 2 cores);
-        # not yet understood, so the default suite runs the process-level cases without it.
-        for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
-            os.environ.pop(name, None)
-        os.environ["RAY_AUTH_MODE"] = "disabled"
-    else:
-        from orchestrator.runs.local_ray import secure_local_ray
+    from orchestrator.runs.local_ray import secure_local_ray
 
-        # Token auth; loopback only without node_loss, whose second node must reach the head.
-        secure_local_ray(loopback="node_loss" not in names)
+    # Token auth always; loopback only without node_loss, whose second node must reach the head.
+    secure_local_ray(loopback="node_loss" not in names)
     unknown = [n for n in names if n not in CASES]
     if unknown:
         parser.error(f"unknown cases {unknown}; choose from {list(CASES)}")

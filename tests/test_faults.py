@@ -32,14 +32,11 @@ FAST_CASES = ["driver_sigterm", "ray_job_stop", "driver_sigkill_resume", "corrup
 
 
 def _fault_matrix(cases: list[str], out: Path, timeout: int) -> dict[str, dict]:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}  # token auth from tests/conftest.py; fault_matrix keeps it on
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
-    # --ray-auth off: the documented opt-out (README, Security); under token auth the ray_job_stop
-    # case's submitted driver never got its CurriculumActor started.
     proc = subprocess.run([sys.executable, "-m", "benchmarks.fault_matrix", "--cases", ",".join(cases),
-                           "--json", str(out), "--ray-auth", "off"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                           "--json", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert out.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     return {row["details"]["case"]: row for row in rows}
