@@ -145,9 +145,10 @@ class CurriculumConfig(_Section):
     refresh_every_seconds: float = Field(
         5.0, gt=0, description="... or after this many seconds (only with reproducible: false)")
     reproducible: bool = Field(
-        True, description="refresh by episodes only, waiting at each refresh until the CurriculumActor has "
+        False, description="true: refresh by episodes only, waiting at each refresh until the CurriculumActor has "
         "absorbed the runner's episodes (one round trip per refresh_every_episodes): one seed, one run on one "
-        "machine; false: never wait, refresh by episodes or seconds")
+        "machine (the shipped configs that sample in the driver set it); false: never wait, refresh by episodes "
+        "or seconds")
     report_every_episodes: int = Field(32, ge=1, description="episode outcomes are sent in batches of this size")
     checkpoint_every_seconds: float = Field(30.0, gt=0, description="the CurriculumActor saves its state this often (restored if it restarts)")
     evaluation_episodes_per_task: int = Field(
