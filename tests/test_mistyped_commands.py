@@ -30,6 +30,12 @@ REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "smoke.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_uri(monkeypatch):
+    """A store another test module left in MLFLOW_TRACKING_URI would win over --run-dir."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 # --------------------------------------------------------------------------- 1 + 5: resume, odd folders
 @pytest.fixture(scope="module")
 def finished_run(ray_session, tmp_path_factory):
