@@ -101,6 +101,12 @@ class LearningProgressCurriculum(Curriculum):
             if bad:
                 raise ValueError(f"prerequisites name task ids outside 0..{num_tasks - 1}: {bad[:5]}")
         self.prerequisites = None if prerequisites is None else [sorted({int(p) for p in row}) for row in prerequisites]
+        # [task, prerequisite task] as a matrix, so the frontier test is one array op per refresh
+        self._needs: np.ndarray | None = None
+        if self.prerequisites is not None:
+            self._needs = np.zeros((num_tasks, num_tasks), dtype=bool)
+            for row, needed in enumerate(self.prerequisites):
+                self._needs[row, needed] = True
         problem = learning_progress_setting_error(uniform_mix, untried_weight, kwargs.get("success_source", "online"))
         if problem is not None:
             warnings.warn(problem, RuntimeWarning, stacklevel=2)
@@ -128,12 +134,11 @@ class LearningProgressCurriculum(Curriculum):
 
     def at_frontier(self) -> np.ndarray:
         """Bool per task: never succeeded, and every prerequisite task succeeds reliably."""
-        never = self.successes == 0
-        if self.prerequisites is None:
+        if self._needs is None:
             return np.zeros(self.num_tasks, dtype=bool)
-        reliable = self.estimates.success_rate >= self.bonus.threshold
-        ready = np.array([all(reliable[p] for p in row) for row in self.prerequisites], dtype=bool)
-        return never & ready
+        unreliable = self.estimates.success_rate < self.bonus.threshold
+        ready = ~(self._needs & unreliable).any(axis=1)
+        return (self.successes == 0) & ready
 
     def reserve_weights(self) -> np.ndarray:
         """Per task, the reserved share (in units of 1/num_tasks) of a never-succeeded task

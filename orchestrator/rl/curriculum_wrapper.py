@@ -190,10 +190,11 @@ class _CurriculumLink:
         self.refreshes += 1
 
     def bonus(self, items_obtained: np.ndarray | None, task: np.ndarray | int,
-              milestones: np.ndarray | None = None) -> np.ndarray | float:
+              milestones: np.ndarray | None = None, paid_so_far: np.ndarray | float = 0.0) -> np.ndarray | float:
         """bonus_size x number of newly obtained items in the bonus set (and, with a scope, among
         the prerequisites of the episode's goal ``task``), plus bonus_size x newly reached count
-        milestones serving an item in the bonus set, per env."""
+        milestones serving an item in the bonus set, per env; cut so that with the episode's
+        bonus so far (`paid_so_far`) it never exceeds `max_bonus_per_episode`."""
         total: np.ndarray | float = 0.0
         if self.bonus_size == 0.0:
             return total
@@ -205,13 +206,9 @@ class _CurriculumLink:
                 total = np.einsum("...i,...i->...", items_obtained, self._bonus_weights[task])
         if milestones is not None and self.milestone_serves is not None and milestones.any():
             total = total + milestones @ self._milestone_weights
-        return total
-
-    def capped(self, bonus: np.ndarray | float, paid_so_far: np.ndarray | float) -> np.ndarray | float:
-        """`bonus` cut so that an episode's bonus never exceeds `max_bonus_per_episode`."""
-        if self.max_bonus_per_episode is None or isinstance(bonus, float) and bonus == 0.0:
-            return bonus
-        return np.minimum(bonus, np.maximum(self.max_bonus_per_episode - paid_so_far, 0.0))
+        if self.max_bonus_per_episode is None or isinstance(total, float) and total == 0.0:
+            return total
+        return np.minimum(total, np.maximum(self.max_bonus_per_episode - paid_so_far, 0.0))
 
     def _set_bonus(self, bonus_items: np.ndarray) -> None:
         self.bonus_items = np.asarray(bonus_items)
@@ -390,8 +387,7 @@ class CurriculumVectorWrapper(gym.vector.VectorWrapper):
         items = info.get("items_obtained")
         success = info.get("success")
         env_reward = np.asarray(reward)
-        bonus = self.link.capped(self.link.bonus(items, self._task, info.get("milestones_obtained")),
-                                 self._bonus_return)
+        bonus = self.link.bonus(items, self._task, info.get("milestones_obtained"), self._bonus_return)
         # Accumulate for every env without masks, then restart the envs that were
         # resetting (NEXT_STEP: they returned a reset observation, not a step), which
         # discards whatever this call added for them.
@@ -498,8 +494,7 @@ class CurriculumWrapper(gym.Wrapper):
             self._has_items = True
             self._items |= np.asarray(items, dtype=bool)
             if self.link.bonus_size:
-                bonus = float(self.link.capped(self.link.bonus(items, self._task, info.get("milestones_obtained")),
-                                               self._bonus_return))
+                bonus = float(self.link.bonus(items, self._task, info.get("milestones_obtained"), self._bonus_return))
                 self._bonus_return += bonus
                 reward = reward + bonus
         if terminated or truncated:
