@@ -218,8 +218,9 @@ class RLConfig(_Section):
     rollout_fragment_length: int | Literal["auto"] = Field("auto", description="steps per env per sample call")
     lean_connectors: bool = Field(
         False,
-        description="EnvRunner connectors: one np.stack in, one categorical draw out (Box or Dict-of-Box obs, Discrete "
-                    "actions, stateless model) instead of RLlib's default per-episode pipelines",
+        description="lean connectors (Box or Dict-of-Box obs, Discrete actions, stateless model) instead of RLlib's "
+                    "default per-episode pipelines: EnvRunners sample whole batches in array operations, one np.stack "
+                    "in and one categorical draw out; the learner builds its train batch and GAE in array operations",
     )
     overlap_sampling: bool = Field(
         False,

@@ -1,5 +1,6 @@
-"""Whole-batch sampling (`orchestrator.rl.vector_sampling`) returns what RLlib's own loop returns, and
-overlapped PPO (`orchestrator.rl.overlap`) never trains on steps older than the lag it reports."""
+"""Whole-batch sampling (`orchestrator.rl.vector_sampling`) returns what RLlib's own loop returns, the lean
+learner connector builds RLlib's train batch, and overlapped PPO (`orchestrator.rl.overlap`) never trains
+on steps older than the lag it reports."""
 
 from __future__ import annotations
 
@@ -129,3 +130,36 @@ def test_overlapped_ppo_trains_only_on_steps_within_the_lag_it_reports(ray_sessi
         # request samples with the new weights, so training goes on every other iteration
         assert [seq - oldest for seq, oldest in trained] == [0] * len(trained) and 1 < len(trained) < 5
         assert dropped >= 256
+
+
+def test_lean_learner_connector_builds_rllibs_train_batch(ray_session):
+    """`EpisodesToTrainBatchWithGAE` against RLlib's default PPO learner pipeline on the same episodes:
+    every column, row for row, advantages and value targets included."""
+    import copy
+
+    from orchestrator.rl.algorithm import build_algorithm
+    from orchestrator.rl.learner_connectors import EpisodesToTrainBatchWithGAE
+
+    cfg = load_config(QUICKSTART, ["rl.num_env_runners=0", "rl.overlap_sampling=false", *SMALL, "bonus.mode=off",
+                                   "rl.lean_connectors=false"])
+    algo = build_algorithm(cfg, env_config_for(cfg, list(resolve_task_space(cfg).names), None, None))
+    lean = EpisodesToTrainBatchWithGAE(gamma=cfg.rl.gamma, lambda_=cfg.rl.lambda_)
+    try:
+        learner = algo.learner_group._learner  # RLlib's default pipeline (lean_connectors off)
+        for _ in range(3):
+            episodes = algo.env_runner.sample(num_timesteps=100)
+            assert any(ep.is_done for ep in episodes) and any(not ep.is_done for ep in episodes)
+            want = learner._learner_connector(rl_module=learner.module, batch={}, episodes=copy.deepcopy(episodes),
+                                              shared_data={})["default_policy"]
+            lengths = [(ep.id_, len(ep), ep.is_truncated) for ep in episodes]
+            got = lean(rl_module=learner.module, batch={}, episodes=episodes, shared_data={})["default_policy"]
+            assert set(got) == set(want)
+            for key, value in want.items():
+                pairs = value.items() if isinstance(value, dict) else [(None, value)]
+                for sub, expected in pairs:
+                    actual = got[key][sub] if sub is not None else got[key]
+                    assert actual.dtype == expected.dtype and actual.shape == expected.shape, (key, sub)
+                    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5, msg=f"{key} {sub}")
+            assert [(ep.id_, len(ep), ep.is_truncated) for ep in episodes] == lengths  # episodes left as they were
+    finally:
+        algo.stop()

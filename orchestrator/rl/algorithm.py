@@ -167,6 +167,14 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
             add_default_connectors_to_env_to_module_pipeline=False,
             add_default_connectors_to_module_to_env_pipeline=False,
         )
+        from orchestrator.rl.learner_connectors import EpisodesToTrainBatchWithGAE
+
+        gamma, lambda_ = rl.gamma, rl.lambda_
+        ppo = ppo.training(
+            learner_connector=lambda obs_space, act_space: EpisodesToTrainBatchWithGAE(
+                obs_space, act_space, gamma=gamma, lambda_=lambda_),
+            add_default_connectors_to_learner_pipeline=False,
+        )
     if affinity_every and cfg.model.architecture == "mlp":
         raise ValueError("task affinity is measured on a multi-task architecture's shared parameters; "
                          "model.architecture 'mlp' has no task structure (use e.g. shared_bottom)")
