@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _as_config_source(config: "str | Path | Mapping[str, Any] | ExperimentConfig | None"):
+def _as_config_source(config: str | Path | Mapping[str, Any] | ExperimentConfig | None):
     """A config path as given, or plain data (a mapping as the YAML file would hold, or an
     `ExperimentConfig`'s `to_dict()`)."""
     if config is None or isinstance(config, (str, Path)):
@@ -112,7 +112,7 @@ def _as_config_source(config: "str | Path | Mapping[str, Any] | ExperimentConfig
     raise ConfigError(f"config: give a YAML file path, a mapping or an ExperimentConfig, not {type(config).__name__}")
 
 
-def _as_overrides(overrides: "Sequence[str] | Mapping[str, Any]") -> tuple[str, ...]:
+def _as_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> tuple[str, ...]:
     """`--set` strings as given; a mapping `{"rl.lr": 1e-3}` becomes `rl.lr=0.001` (values written as
     JSON, which YAML reads back as the same value: `"off"` stays a string, `None` is null)."""
     if isinstance(overrides, str):
@@ -123,7 +123,7 @@ def _as_overrides(overrides: "Sequence[str] | Mapping[str, Any]") -> tuple[str, 
 
 
 def run_training(
-    config_path: "str | Path | Mapping[str, Any] | None" = None,
+    config_path: str | Path | Mapping[str, Any] | None = None,
     overrides: tuple[str, ...] = (),
     resume: str | None = None,
     address: str | None = None,
@@ -203,14 +203,14 @@ def _tracking_uri_kept() -> Iterator[None]:
 
 
 def train(
-    config: "str | Path | Mapping[str, Any] | ExperimentConfig | None" = None,
-    overrides: "Sequence[str] | Mapping[str, Any]" = (),
+    config: str | Path | Mapping[str, Any] | ExperimentConfig | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
     *,
     run_dir: str | Path | None = None,
     resume: str | None = None,
     address: str | None = None,
     live: bool | None = False,
-) -> "TrainingSummary":
+) -> TrainingSummary:
     """Train, as `mto train CONFIG [--set KEY=VALUE ...] [--run-dir DIR]` does.
 
     Args:
