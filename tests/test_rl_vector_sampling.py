@@ -163,3 +163,30 @@ def test_lean_learner_connector_builds_rllibs_train_batch(ray_session):
             assert [(ep.id_, len(ep), ep.is_truncated) for ep in episodes] == lengths  # episodes left as they were
     finally:
         algo.stop()
+
+
+def test_decoupled_ppo_moves_the_off_policy_correction_into_the_advantage():
+    """Hand-computed: behaviour logp -> proximal logp, advantage * min(pi_prox / pi_behaviour, 2)."""
+    from ray.rllib.evaluation.postprocessing import Postprocessing
+
+    from orchestrator.rl.action_masking import MaskedCategorical
+    from orchestrator.rl.learner_connectors import decouple_from_behaviour_policy
+
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8], [0.2, 0.4, 0.4]]))
+
+    class Proximal:  # the policy the update starts from
+        def forward_train(self, batch):
+            return {Columns.ACTION_DIST_INPUTS: logits}
+
+        def get_train_action_dist_cls(self):
+            return MaskedCategorical
+
+    batch = {Columns.ACTIONS: torch.tensor([0, 2, 1]),
+             Columns.ACTION_LOGP: torch.log(torch.tensor([0.25, 0.8, 0.1])),  # behaviour policy's
+             Columns.ACTION_DIST_INPUTS: torch.zeros(3, 3),
+             Postprocessing.ADVANTAGES: torch.tensor([1.0, -2.0, 3.0])}
+    decouple_from_behaviour_policy(Proximal(), batch, max_importance_weight=2.0)
+    # pi_prox(a) = 0.5, 0.8, 0.4; weights 0.5/0.25 = 2, 0.8/0.8 = 1, 0.4/0.1 = 4 -> truncated to 2
+    torch.testing.assert_close(batch[Postprocessing.ADVANTAGES], torch.tensor([2.0, -2.0, 6.0]))
+    torch.testing.assert_close(batch[Columns.ACTION_LOGP], torch.log(torch.tensor([0.5, 0.8, 0.4])))
+    torch.testing.assert_close(batch[Columns.ACTION_DIST_INPUTS], logits)
