@@ -223,3 +223,19 @@ def test_overlapped_sampling_survives_an_env_runner_crash(ray_session):
     # While the runner restarts, iterations sample nothing (NaN: `mto train` does not count them); then it samples again.
     assert any(np.isnan(s) for s in sampled) and all(s >= 256 for s in sampled[-2:]), sampled
     assert not any(r.get("policy_lag", 0) > 1 for r in after)  # NaN: an iteration with no batch
+
+
+def test_packed_episodes_unpack_to_the_same_chunks():
+    import pickle
+
+    from orchestrator.rl.vector_sampling import PackedEpisodes
+
+    vectorized, _ = _runner_pair(True)
+    for _ in range(2):
+        episodes = vectorized.sample(num_timesteps=100)
+        back = pickle.loads(pickle.dumps(PackedEpisodes(episodes))).unpack()
+        assert [ep.id_ for ep in back] == [ep.id_ for ep in episodes]
+        assert [_content(ep) for ep in back] == [_content(ep) for ep in episodes]
+        assert [ep.is_done for ep in back] == [ep.is_done for ep in episodes]
+        assert all(np.array_equal(a.get_extra_model_outputs(WEIGHTS_SEQ_NO), b.get_extra_model_outputs(WEIGHTS_SEQ_NO))
+                   for a, b in zip(back, episodes))
