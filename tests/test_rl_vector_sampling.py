@@ -100,12 +100,13 @@ def test_overlap_needs_an_env_runner_and_ppo():
         load_config(QUICKSTART, ["rl.num_env_runners=0", "rl.overlap_sampling=true"])
 
 
-@pytest.mark.parametrize("max_lag", [1, 0])
-def test_overlapped_ppo_trains_only_on_steps_within_the_lag_it_reports(ray_session, max_lag):
-    """Every batch the learner gets is checked against the learner's own update count."""
+@pytest.mark.parametrize("max_lag,runners", [(1, 1), (0, 1), (1, 2)])
+def test_overlapped_ppo_trains_only_on_steps_within_the_lag_it_reports(ray_session, max_lag, runners):
+    """Every batch the learner gets is checked against the learner's own update count; the same
+    config scales to more EnvRunners by rl.num_env_runners alone."""
     from orchestrator.rl.algorithm import build_algorithm
 
-    cfg = load_config(QUICKSTART, ["rl.num_env_runners=1", "rl.overlap_sampling=true", *SMALL, "bonus.mode=off",
+    cfg = load_config(QUICKSTART, [f"rl.num_env_runners={runners}", "rl.overlap_sampling=true", *SMALL, "bonus.mode=off",
                                    f"rl.max_policy_lag={max_lag}", "rl.num_cpus_per_env_runner=0.5"])
     algo = build_algorithm(cfg, env_config_for(cfg, list(resolve_task_space(cfg).names), None, None))
     trained: list[tuple[int, int]] = []  # (learner's update count before the update, oldest step's weights)
