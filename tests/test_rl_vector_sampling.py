@@ -164,6 +164,14 @@ def test_lean_learner_connector_builds_rllibs_train_batch(ray_session):
                     assert actual.dtype == expected.dtype and actual.shape == expected.shape, (key, sub)
                     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5, msg=f"{key} {sub}")
             assert [(ep.id_, len(ep), ep.is_truncated) for ep in episodes] == lengths  # episodes left as they were
+            # Decoupled: the same value targets from the shared forward pass; the behaviour columns replaced by
+            # the current policy's (sampled with these very weights, so the importance weights are 1).
+            dec = EpisodesToTrainBatchWithGAE(gamma=cfg.rl.gamma, lambda_=cfg.rl.lambda_, decoupled=True)(
+                rl_module=learner.module, batch={}, episodes=episodes, shared_data={})["default_policy"]
+            torch.testing.assert_close(dec["value_targets"], got["value_targets"])
+            steps = got[Columns.LOSS_MASK]  # bootstrap rows repeat the last action, which the final obs may mask
+            torch.testing.assert_close(dec[Columns.ACTION_LOGP][steps], got[Columns.ACTION_LOGP][steps], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(dec["advantages"][steps], got["advantages"][steps], rtol=1e-3, atol=1e-3)
     finally:
         algo.stop()
 

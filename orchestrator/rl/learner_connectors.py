@@ -103,20 +103,28 @@ class EpisodesToTrainBatchWithGAE(ConnectorV2):
         module = rl_module[DEFAULT_MODULE_ID]
         device = next(module.parameters()).device
         tensors = _to_torch(columns, device)
+        logits = None
         with torch.no_grad():
-            values = module.compute_values(tensors).cpu().numpy().astype(np.float64)
+            if self.decoupled:  # one forward pass for the proximal policy's logits and the values
+                out = module.forward_train(tensors)
+                logits = out[Columns.ACTION_DIST_INPUTS]
+                values = module.compute_values(tensors, embeddings=out.get(Columns.EMBEDDINGS))
+            else:
+                values = module.compute_values(tensors)
+            values = values.cpu().numpy().astype(np.float64)
         targets = gae_per_chunk(values, columns[Columns.REWARDS].astype(np.float64), terminated, lengths, self.gamma, self.lambda_)
         advantages = targets - values.astype(np.float32)
         advantages = (advantages - advantages.mean()) / max(1e-4, advantages.std())
         tensors[Postprocessing.ADVANTAGES] = torch.from_numpy(advantages.astype(np.float32)).to(device)
         tensors[Postprocessing.VALUE_TARGETS] = torch.from_numpy(targets).to(device)
         if self.decoupled:
-            decouple_from_behaviour_policy(module, tensors, self.max_importance_weight)
+            decouple_from_behaviour_policy(module, tensors, self.max_importance_weight, logits)
         batch[DEFAULT_MODULE_ID] = tensors
         return batch
 
 
-def decouple_from_behaviour_policy(module, batch: dict[str, Any], max_importance_weight: float) -> None:
+def decouple_from_behaviour_policy(module, batch: dict[str, Any], max_importance_weight: float,
+                                   logits: torch.Tensor | None = None) -> None:
     """Decoupled PPO (Hilton et al. 2021, "Batch size-invariance for policy optimization") for a batch
     sampled with older weights (``rl.overlap_sampling``).
 
@@ -131,7 +139,8 @@ def decouple_from_behaviour_policy(module, batch: dict[str, Any], max_importance
     from ray.rllib.core.columns import Columns as C
 
     with torch.no_grad():
-        logits = module.forward_train(batch)[C.ACTION_DIST_INPUTS]
+        if logits is None:  # ``logits``: the module's forward_train output on ``batch``, when already computed
+            logits = module.forward_train(batch)[C.ACTION_DIST_INPUTS]
         dist = module.get_train_action_dist_cls().from_logits(logits)
         logp_prox = dist.logp(batch[C.ACTIONS])
     weight = torch.exp(logp_prox - batch[C.ACTION_LOGP]).clamp(max=max_importance_weight)
