@@ -33,8 +33,12 @@ def connect_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
+    # Ray starts its workers at niceness 15 by default: an EnvRunner sampling beside the driver's
+    # learner (rl.overlap_sampling) would lose its core to any other program. Our own local Ray
+    # runs them at the driver's priority; a cluster keeps its own setting.
+    local = {} if address else {"_system_config": {"worker_niceness": 0}}
     ray.init(address=address or None, logging_level=logging.WARNING, include_dashboard=False if not address else None,
-             configure_logging=True)
+             configure_logging=True, **local)
     return True
 
 
