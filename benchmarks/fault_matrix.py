@@ -178,7 +178,7 @@ class Case:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = self.dir / "runs"
         self.tracking_uri = tracking_uri or f"sqlite:///{self.dir / 'mlflow.db'}"
-        self.env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "RAY_AUTH_MODE": "disabled",
+        self.env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri,
                     "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
         self.env.pop("RAY_ADDRESS", None)
         self.logs = 0
@@ -705,9 +705,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "fault_matrix.json"))
     parser.add_argument("--keep", action="store_true", help="keep the cases' run folders (printed)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     names = [n for n in args.cases.split(",") if n]
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    # Token auth always; loopback only without node_loss, whose second node must reach the head.
+    secure_local_ray(loopback="node_loss" not in names)
     unknown = [n for n in names if n not in CASES]
     if unknown:
         parser.error(f"unknown cases {unknown}; choose from {list(CASES)}")

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-# Ray 2.59+ may turn on token auth for local clusters; tests run an unauthenticated
-# loopback cluster on purpose, so say so explicitly.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+from orchestrator.runs.local_ray import secure_local_ray
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Every Ray the suite starts (here, in `ray start`, in `mto` subprocesses) authenticates with a token
+# Ray generates for this session, kept owner-only outside the home directory and removed at exit,
+# and listens on 127.0.0.1 only. Set before anything starts Ray; subprocesses inherit it.
+_TOKEN_DIR = Path(tempfile.mkdtemp(prefix="mto-test-ray-token-"))
+atexit.register(shutil.rmtree, _TOKEN_DIR, ignore_errors=True)
+secure_local_ray(_TOKEN_DIR / "auth_token")
+
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray for the whole test session (2 CPUs, no dashboard)."""
+    """One local Ray for the whole test session (2 CPUs, no dashboard; token auth, loopback only)."""
     import ray
 
     if not ray.is_initialized():

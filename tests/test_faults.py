@@ -32,7 +32,7 @@ FAST_CASES = ["driver_sigterm", "ray_job_stop", "driver_sigkill_resume", "corrup
 
 
 def _fault_matrix(cases: list[str], out: Path, timeout: int) -> dict[str, dict]:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}  # token auth from tests/conftest.py; fault_matrix keeps it on
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run([sys.executable, "-m", "benchmarks.fault_matrix", "--cases", ",".join(cases),

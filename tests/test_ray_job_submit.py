@@ -36,7 +36,8 @@ def ray_head():
     """
     # Short temp dir: Ray's unix sockets live under it and paths are length-limited.
     temp_dir = tempfile.mkdtemp(prefix="mto-ray-", dir="/tmp")
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+    # Token auth and loopback come from the suite's environment (tests/conftest.py).
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0",
                PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("RAY_ADDRESS", None)
     gcs_port, dash_port = _free_port(), _free_port()
@@ -56,10 +57,17 @@ def ray_head():
     address = f"http://127.0.0.1:{dash_port}"
     try:
         _wait_for_dashboard(address, head)
-        yield address, env
+        yield address, env, int(own_ports["--dashboard-agent-listen-port"])
     finally:
         _stop_group(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _token() -> str:
+    """The suite's Ray token (tests/conftest.py), as Ray's clients load it."""
+    from ray._raylet import AuthenticationTokenLoader
+
+    return AuthenticationTokenLoader.instance().get_raw_token(ignore_auth_mode=True)
 
 
 def _wait_for_dashboard(address: str, head: subprocess.Popen, timeout: float = 180) -> None:
@@ -70,7 +78,8 @@ def _wait_for_dashboard(address: str, head: subprocess.Popen, timeout: float = 1
         if head.poll() is not None:
             raise RuntimeError(f"ray start --head exited with {head.returncode}")
         try:
-            with urllib.request.urlopen(f"{address}/api/version", timeout=5) as response:
+            request = urllib.request.Request(f"{address}/api/version", headers={"Authorization": f"Bearer {_token()}"})
+            with urllib.request.urlopen(request, timeout=5) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -100,12 +109,12 @@ def _stop_group(head: subprocess.Popen) -> None:
 
 
 def test_ray_job_submit_trains_smoke_and_tracks_in_mlflow(ray_head, tmp_path):
-    address, env = ray_head
+    address, env, _ = ray_head
     store = tmp_path / "store"
     store.mkdir()
     uri = f"sqlite:///{store / 'mlflow.db'}"
     job_id = f"mto-smoke-{uuid.uuid4().hex[:8]}"
-    runtime_env = '{"env_vars": {"MLFLOW_TRACKING_URI": "%s", "RAY_AUTH_MODE": "disabled"}}' % uri
+    runtime_env = '{"env_vars": {"MLFLOW_TRACKING_URI": "%s"}}' % uri
     submit = [
         str(BIN / "ray"), "job", "submit", "--address", address, "--submission-id", job_id, "--no-wait",
         "--working-dir", ".", "--runtime-env-json", runtime_env, "--",
@@ -143,3 +152,43 @@ def test_ray_job_submit_trains_smoke_and_tracks_in_mlflow(ray_head, tmp_path):
     for task in ("log", "planks", "stick", "dirt"):
         assert f"success_rate/{task}" in run.data.metrics
         assert f"probability/{task}" in run.data.metrics
+
+
+def _post_job(url: str, marker: Path, token: str | None) -> int:
+    """POST a job that would `touch marker` (the ShadowRay request); the HTTP status."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    body = json.dumps({"entrypoint": f"touch {marker}", "submission_id": f"post-{uuid.uuid4().hex[:8]}"}).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers, method="POST"), timeout=60) as r:
+            return r.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_the_head_refuses_unauthenticated_job_submissions(ray_head, tmp_path):
+    """The dashboard agent's and the dashboard's job endpoints answer 401 without the token, and
+    run the command with it (so the 401 is the token check, not a missing endpoint)."""
+    address, _, agent_port = ray_head
+    agent = f"http://127.0.0.1:{agent_port}/api/job_agent/jobs/"
+    refused, ran = tmp_path / "refused", tmp_path / "ran"
+    deadline = time.time() + 180
+    while True:  # the agent starts after the dashboard answers
+        try:
+            status = _post_job(agent, refused, token=None)
+            break
+        except OSError:
+            assert time.time() < deadline, f"the dashboard agent at {agent} never answered"
+            time.sleep(2)
+    assert status == 401
+    assert _post_job(f"{address}/api/jobs/", refused, token=None) == 401
+
+    assert _post_job(agent, ran, token=_token()) == 200
+    deadline = time.time() + 120
+    while not ran.exists() and time.time() < deadline:
+        time.sleep(1)
+    assert ran.exists(), "the authenticated job never ran: the endpoint check above proves nothing"
+    assert not refused.exists()
