@@ -89,14 +89,23 @@ class Cluster:
 
     def __enter__(self) -> "Cluster":
         import ray
+        from ray._private.utils import write_ray_address
 
         port = free_port()
         _own_dashboard_agent_port(free_port())
+        # A temp dir of its own (short: Ray's unix sockets live under it), and this head's address
+        # recorded in it, as `ray start` and ray.cluster_utils.Cluster record theirs. A job submitted
+        # here gets RAY_ADDRESS from that record (JobSupervisor: "auto" in the head's temp dir);
+        # without one Ray falls back to any raylet it finds in `ps`, i.e. possibly another Ray on
+        # this machine, whose GCS then cannot call back into our token-authenticated driver ("The
+        # actor never ran - it was cancelled before it started running").
+        self.temp_dir = tempfile.mkdtemp(prefix="mto-fm-", dir="/tmp")
         # address="local": always a new head, even when a `ray start` on this machine left its
         # address in /tmp/ray/ray_current_cluster (ray.init() would attach to that cluster).
         ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                 logging_level="ERROR", namespace="fault-matrix")
+                 logging_level="ERROR", namespace="fault-matrix", _temp_dir=self.temp_dir)
         self.address = ray.get_runtime_context().gcs_address
+        write_ray_address(self.address, self.temp_dir)
         # Other Ray instances may run on this machine: the state API must ask this one.
         Cluster.api = f"http://127.0.0.1:{port}"
         return self
@@ -105,6 +114,7 @@ class Cluster:
         import ray
 
         ray.shutdown()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     @staticmethod
     def actors(class_part: str, alive: bool = True) -> list[Any]:
@@ -372,6 +382,7 @@ def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> 
     """`mto train` submitted as a Ray job, then `ray job stop` (SIGTERM to the driver, SIGKILL
     `RAY_JOB_STOP_WAIT_TIME_S` later; 30 s here, set in the job's runtime env)."""
     from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.util.state import list_jobs
 
     client = JobSubmissionClient(Cluster.api)
     entrypoint = (f"{MTO} train {SMOKE} --set run_dir={case.run_dir} --set training.iterations=300 "
@@ -388,12 +399,26 @@ def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> 
             raise
 
     # Generous: on 2 busy cores the job agent and the job's own Ray worker start take minutes.
-    job = _wait_for(submit, 300, "the job agent did not accept the job")
-    _wait_for(lambda: re.search(r"^iter 3/", client.get_job_logs(job), re.M), 600, "the job did not reach iteration 3")
+    job = _wait_for(submit, 300, "the job agent did not accept the job", every=1)
+    ended = (JobStatus.STOPPED, JobStatus.FAILED, JobStatus.SUCCEEDED)
+
+    def at_iteration_3() -> bool:
+        if re.search(r"^iter 3/", client.get_job_logs(job), re.M):
+            return True
+        if (status := client.get_job_status(job)) in ended:  # ended on its own: say so now, not after the timeout
+            logs = client.get_job_logs(job)
+            (case.dir / "job.log").write_text(logs)
+            tail = " | ".join([line for line in logs.splitlines() if line.strip()][-3:])
+            raise RuntimeError(f"the job ended ({status}) before iteration 3 ({case.dir / 'job.log'}): {tail}")
+        return False
+
+    _wait_for(at_iteration_3, 600, "the job did not reach iteration 3", every=0.5)
+    # The job's driver joined this cluster, not another Ray on the machine (see Cluster.__enter__).
+    attached_here = any(j.submission_id == job and j.job_id for j in list_jobs(address=Cluster.api))
     sent = time.monotonic()
     client.stop_job(job)
-    status = _wait_for(lambda: (st := client.get_job_status(job)) in (JobStatus.STOPPED, JobStatus.FAILED,
-                                                                         JobStatus.SUCCEEDED) and st, 120, "job did not stop")
+    # SIGKILL follows the SIGTERM after RAY_JOB_STOP_WAIT_TIME_S (30 s): the job has ended well within 120 s.
+    status = _wait_for(lambda: (st := client.get_job_status(job)) in ended and st, 120, "job did not stop", every=0.5)
     stop_s = time.monotonic() - sent
     logs = client.get_job_logs(job)
     (case.dir / "job.log").write_text(logs)
@@ -403,8 +428,8 @@ def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> 
     state = json.loads((Path(facts["run_path"]) / "trainer_state.json").read_text())
     checkpoint_ok = state["checkpoint"].endswith(f"iter_{last:06d}") and Path(state["checkpoint"], "manifest.json").is_file()
     facts.update(job_status=str(status), checkpoint=state["checkpoint"], checkpoint_at_last_iteration=checkpoint_ok,
-                 said_stopped="stopped by SIGTERM" in logs)
-    survived = checkpoint_ok and facts["status"] == "KILLED" and facts["said_stopped"]
+                 said_stopped="stopped by SIGTERM" in logs, driver_attached_here=attached_here)
+    survived = checkpoint_ok and facts["status"] == "KILLED" and facts["said_stopped"] and attached_here
     return Row("`ray job stop` of a submitted run", survived, 0 if checkpoint_ok else None, _episodes_lost(facts), stop_s,
                f"final checkpoint at iteration {last}, job {status}, MLflow {facts['status']}" if survived
                else "see details", facts)
@@ -470,13 +495,14 @@ def case_concurrent_run_dir(cluster: Cluster, case: Case) -> Row:
                "two folders, two MLflow runs, both finished" if survived else "see details", facts)
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    """Poll ``predicate`` every ``every`` s until it returns something truthy (returned)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = predicate()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(every)
     raise TimeoutError(f"{what} within {timeout}s")
 
 
@@ -607,10 +633,8 @@ def case_node_loss(cluster: Cluster, case: Case) -> Row:
     from ray.util.state import list_nodes
 
     ray_cli = str(Path(sys.executable).parent / "ray")
-    # `ray start --address` records the cluster as this machine's default (a later plain ray.init(),
-    # anyone's, would attach to it); what was recorded before is put back afterwards.
-    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-    recorded = current.read_text() if current.is_file() else None
+    # `ray start --address` records the cluster it joined in the head's temp dir, which is the
+    # Cluster's own (not /tmp/ray, where a later plain ray.init(), anyone's, would attach to it).
     worker = subprocess.Popen([ray_cli, "start", "--address", cluster.address, "--num-cpus", "2", "--block",
                                "--disable-usage-stats"], stdout=open(case.dir / "worker_node.log", "w"),
                               stderr=subprocess.STDOUT, start_new_session=True, env=case.env)
@@ -650,10 +674,6 @@ def case_node_loss(cluster: Cluster, case: Case) -> Row:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-        if recorded is not None:
-            current.write_text(recorded)
-        elif current.is_file() and current.read_text().strip() == cluster.address:
-            current.unlink()
 
 
 CASES: dict[str, Callable[[Cluster, Case], Row]] = {

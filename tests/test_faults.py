@@ -62,6 +62,7 @@ def test_ray_job_stop_checkpoints_before_the_sigkill(fast_rows):
     d = row["details"]
     assert row["survived"], (row["outcome"], row["details"])
     assert d["job_status"] == "STOPPED" and d["status"] == "KILLED" and d["said_stopped"]
+    assert d["driver_attached_here"]  # not to another Ray on this machine (issue 28's ray_job_stop failure)
     assert d["checkpoint_at_last_iteration"] and d["duplicated_steps"] == 0
 
 
