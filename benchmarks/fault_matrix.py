@@ -158,7 +158,7 @@ class Train:
     def iterations(self) -> list[tuple[float, int]]:
         return [(t, int(m.group(1))) for t, line in self.lines if (m := ITER_LINE.match(line))]
 
-    def wait_iteration(self, k: int, timeout: float = 300) -> float:
+    def wait_iteration(self, k: int, timeout: float = 900) -> float:
         """Block until iteration ``k`` is reported; returns when it was."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -171,7 +171,7 @@ class Train:
             time.sleep(0.1)
         raise TimeoutError(f"no iteration {k} within {timeout}s:\n{self.text()[-3000:]}")
 
-    def wait(self, timeout: float = 600) -> int:
+    def wait(self, timeout: float = 1800) -> int:
         rc = self.proc.wait(timeout)
         self._reader.join(10)
         return rc
@@ -273,7 +273,7 @@ def _finished(rc: int, facts: dict[str, Any], iterations: int) -> bool:
             and facts["steps_logged"][-1:] == [iterations])
 
 
-def _wait_alive(cluster: Cluster, class_part: str, old_pid: int, timeout: float = 120, count: int = 1) -> float | None:
+def _wait_alive(cluster: Cluster, class_part: str, old_pid: int, timeout: float = 300, count: int = 1) -> float | None:
     """Seconds until ``count`` actors of that class are ALIVE again, none in the killed process (None: never)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -335,7 +335,7 @@ def case_driver_sigterm(cluster: Cluster, case: Case) -> Row:
     pid = cluster.driver_pid(exclude=os.getpid())
     sent = time.monotonic()
     os.kill(pid, signal.SIGTERM)
-    rc = train.wait(180)
+    rc = train.wait(600)
     exit_s = time.monotonic() - sent
     run = case.runs()[-1]
     facts = run_facts(case, run.info.run_id)
@@ -357,14 +357,15 @@ def case_driver_sigkill_resume(cluster: Cluster, case: Case) -> Row:
     train.wait_iteration(5)
     pid = cluster.driver_pid(exclude=os.getpid())
     os.kill(pid, signal.SIGKILL)
-    train.wait(60)
+    train.wait(300)
     killed_at = time.monotonic()
     run = case.runs()[-1]
     run_id = run.info.run_id
     before = case.history(run_id, "env_steps_total")
     state = json.loads((Path(run.data.tags["mto.run_path"]) / "trainer_state.json").read_text())
-    # The dead driver's actors are reaped by Ray with the job; wait so the resumed run's are the only ones.
-    time.sleep(2)
+    # The dead driver's actors are reaped by Ray with its job; the resumed run's must be the only ones.
+    _wait_for(lambda: not cluster.actors("CurriculumActor") and not cluster.actors("EnvRunner"), 300,
+              "the killed driver's actors were not reaped", every=0.5)
     resumed = case.train(cluster, "--resume", run_id, config=None)
     first = resumed.wait_iteration(state["iteration"] + 1)
     rc = resumed.wait()
@@ -378,9 +379,10 @@ def case_driver_sigkill_resume(cluster: Cluster, case: Case) -> Row:
                else f"resume failed (rc {rc})", facts)
 
 
-def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> Row:
+def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 120) -> Row:
     """`mto train` submitted as a Ray job, then `ray job stop` (SIGTERM to the driver, SIGKILL
-    `RAY_JOB_STOP_WAIT_TIME_S` later; 30 s here, set in the job's runtime env)."""
+    `RAY_JOB_STOP_WAIT_TIME_S` later; 120 s here, set in the job's runtime env: on busy cores the
+    iteration in progress and the final checkpoint can take tens of seconds)."""
     from ray.job_submission import JobStatus, JobSubmissionClient
     from ray.util.state import list_jobs
 
@@ -412,13 +414,13 @@ def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> 
             raise RuntimeError(f"the job ended ({status}) before iteration 3 ({case.dir / 'job.log'}): {tail}")
         return False
 
-    _wait_for(at_iteration_3, 600, "the job did not reach iteration 3", every=0.5)
+    _wait_for(at_iteration_3, 900, "the job did not reach iteration 3", every=0.5)
     # The job's driver joined this cluster, not another Ray on the machine (see Cluster.__enter__).
     attached_here = any(j.submission_id == job and j.job_id for j in list_jobs(address=Cluster.api))
     sent = time.monotonic()
     client.stop_job(job)
-    # SIGKILL follows the SIGTERM after RAY_JOB_STOP_WAIT_TIME_S (30 s): the job has ended well within 120 s.
-    status = _wait_for(lambda: (st := client.get_job_status(job)) in ended and st, 120, "job did not stop", every=0.5)
+    # SIGKILL follows the SIGTERM after RAY_JOB_STOP_WAIT_TIME_S: the job has ended well within 300 s.
+    status = _wait_for(lambda: (st := client.get_job_status(job)) in ended and st, 300, "job did not stop", every=0.5)
     stop_s = time.monotonic() - sent
     logs = client.get_job_logs(job)
     (case.dir / "job.log").write_text(logs)
