@@ -148,7 +148,7 @@ def test_a_run_dir_other_than_the_runs_is_refused(stores, capsys, tmp_path, monk
 
 
 def test_a_checkpoint_folder_given_on_the_command_line_is_loaded(stores):
-    """The user chose it: it is loaded, and loading a checkpoint runs the code in it (README, Security)."""
+    """The user chose it: it is loaded, and loading a checkpoint runs the code in it (docs/security.md)."""
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "eval", str(stores["planted"]), "--episodes", "1"],
                           capture_output=True, text=True, timeout=300, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
