@@ -20,9 +20,14 @@ REPO = Path(__file__).resolve().parent.parent
 # Every Ray the suite starts (here, in `ray start`, in `mto` subprocesses) authenticates with a token
 # Ray generates for this session, kept owner-only outside the home directory and removed at exit,
 # and listens on 127.0.0.1 only. Set before anything starts Ray; subprocesses inherit it.
-_TOKEN_DIR = Path(tempfile.mkdtemp(prefix="mto-test-ray-token-"))
-atexit.register(shutil.rmtree, _TOKEN_DIR, ignore_errors=True)
-secure_local_ray(_TOKEN_DIR / "auth_token")
+# The suite's Rays also keep their files in a temp dir of the session's own (short: Ray's unix
+# sockets live under it): a plain ray.init() attaches to the cluster recorded in
+# <temp dir>/ray/ray_current_cluster, and in the shared /tmp/ray that is whatever `ray start` anyone
+# on this machine ran last.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="mto-test-", dir="/tmp"))
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
+os.environ.setdefault("RAY_TMPDIR", str(_SESSION_DIR))
+secure_local_ray(_SESSION_DIR / "auth_token")
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +36,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+        # address="local": a new cluster, never one that RAY_ADDRESS or a `ray start` names.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 

@@ -38,6 +38,13 @@ def secure_local_ray(token_file: Path | None = None, loopback: bool = True) -> N
         os.environ[SINGLE_NODE_ON_LOOPBACK] = "0"
     else:
         os.environ.pop(SINGLE_NODE_ON_LOOPBACK, None)
+    # Ray reads that variable once, when ray_constants is first imported: if something imported Ray
+    # before this call, its value for this process is set here too (children read the variable).
+    import sys
+
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = not loopback and not constants.IS_WINDOWS_OR_OSX
     from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
     from ray._private.authentication.authentication_token_setup import _get_default_token_path
 
