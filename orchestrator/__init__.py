@@ -4,8 +4,21 @@
 Ray glue: `rl` (RLlib), `supervised` (Ray Train), `offline` (collection + CQL), `tune` (Ray
 Tune searches). All of them use `runs` (run folders, MLflow, plots, progress); `runs` uses none
 of them. Everything may use `tasks`, `policies` and `curricula`, which never import this package.
+
+The Python API mirrors the command line (same validation, same MLflow runs, same code path):
+
+    import orchestrator
+    summary = orchestrator.train("configs/smoke.yaml", {"training.iterations": 1}, run_dir="runs")
+    orchestrator.evaluate(summary.run_id, episodes=5)
+    orchestrator.report(summary.run_id)
+
+`ConfigError` is what `mto` exits with code 2 for (bad config, unknown run): catch it.
 """
 
+from orchestrator.cli import evaluate, report, train
+from orchestrator.config import ConfigError
 from orchestrator.runs import moved_modules as _moved_modules
+
+__all__ = ["ConfigError", "evaluate", "report", "train"]
 
 _moved_modules.install()  # checkpoints written before the subpackages name the old module paths
