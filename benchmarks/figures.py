@@ -147,20 +147,26 @@ def env_speed(results: Path, out: Path) -> Path:
 
 
 def rl_throughput(results: Path, out: Path) -> Path:
-    """PPO training env-steps/s: before, after without the mask, the quickstart as shipped."""
+    """PPO training env-steps/s of the quickstart's forms against the minimal loop, one run."""
     data = _load(results, "rl_throughput")
     rows = data["rows"]
-    names = ["before", "after,\nmask off", "quickstart\nas shipped"][: len(rows)]
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    names = [r["arm"].replace(": ", ":\n").replace(" (", "\n(") for r in rows]
     values = [r["train_env_steps_per_s"] for r in rows]
-    ax.bar(names, values, color=["#9e9e9e", "#90caf9", "#3f51b5"][: len(rows)])
-    for i, v in enumerate(values):
-        ax.text(i, v * 1.01, f"{v:,.0f}", ha="center", fontsize=9)
-    ax.axhline(15_000, color="#e65100", linestyle=":", label="target 15,000")
-    ax.set_ylabel("PPO training env-steps/s (median)")
-    ax.set_title(f"RLlib PPO, {data['iterations']} measured iterations per setting", fontsize=10)
-    ax.legend(loc="upper left")
-    ax.grid(axis="y", alpha=0.3)
+    colors = ["#9e9e9e" if "minimal" in r["arm"] else "#3f51b5" if "shipped" in r["arm"] else "#90caf9" for r in rows]
+    ax.barh(names[::-1], values[::-1], color=colors[::-1])
+    for i, r in enumerate(rows[::-1]):
+        ax.text(r["train_env_steps_per_s"] * 1.01, i, f"{r['train_env_steps_per_s']:,.0f} ({r['ratio_to_minimal_loop']:.2f}x)",
+                va="center", fontsize=8)
+    minimal = rows[0]["train_env_steps_per_s"]
+    ax.axvline(1.3 * minimal, color="#e65100", linestyle=":", label="target: 1.3x the minimal loop")
+    ax.set_xlabel("PPO training env-steps/s (median)")
+    ax.set_xlim(0, max(values + [1.3 * minimal]) * 1.35)
+    ax.set_title(f"quickstart on {data['cpus']} cores, {data['rounds']} rounds of {data['block']} iterations per arm",
+                 fontsize=10)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
     return _save(fig, out, "rl_throughput")
 
 

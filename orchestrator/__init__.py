@@ -15,6 +15,9 @@ The Python API mirrors the command line (same validation, same MLflow runs, same
 `ConfigError` is what `mto` exits with code 2 for (bad config, unknown run): catch it.
 """
 
+import sys
+import types
+
 from orchestrator.cli import evaluate, report, train
 from orchestrator.config import ConfigError
 from orchestrator.runs import moved_modules as _moved_modules
@@ -22,3 +25,17 @@ from orchestrator.runs import moved_modules as _moved_modules
 __all__ = ["ConfigError", "evaluate", "report", "train"]
 
 _moved_modules.install()  # checkpoints written before the subpackages name the old module paths
+
+
+class _PackageKeepsItsAPI(types.ModuleType):
+    """`orchestrator.train`, `.evaluate` and `.report` were module paths before the subpackages; an old
+    checkpoint imports them (answered by `runs.moved_modules`), and Python's import then sets the
+    package attribute of that name to the module, hiding the API function."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in __all__ and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _PackageKeepsItsAPI

@@ -232,7 +232,9 @@ class RLConfig(_Section):
     overlap_sampling: bool = Field(
         False,
         description="EnvRunner actors sample the next batch while the learner updates on this one (PPO; needs "
-                    "num_env_runners >= 1): the policy lag becomes one update, reported as policy_lag",
+                    "num_env_runners >= 1 and lean_connectors): the policy lag becomes one update (reported as "
+                    "policy_lag), corrected by decoupled PPO (clip against the policy the update starts from, "
+                    "importance weight to the behaviour policy on the advantage)",
     )
     max_policy_lag: int = Field(
         1, ge=0,
@@ -256,6 +258,9 @@ class RLConfig(_Section):
             )
         if self.overlap_sampling and self.algorithm != "PPO":
             raise ValueError(f"overlap_sampling is offered for PPO only (algorithm is {self.algorithm})")
+        if self.overlap_sampling and not self.lean_connectors:
+            raise ValueError("overlap_sampling needs lean_connectors: true (its learner connector corrects for the "
+                             "policy lag, decoupled PPO)")
         if self.overlap_sampling and self.num_env_runners == 0:
             raise ValueError("overlap_sampling needs num_env_runners >= 1: with 0 the driver samples and learns in "
                              "turn, with nothing to overlap")

@@ -138,3 +138,16 @@ def test_a_config_mapping_and_mapping_overrides_validate_as_the_file_and_set_str
     assert (cfg.bonus.mode, cfg.model.hidden, cfg.training.max_env_steps, cfg.rl.lr, cfg.task.tasks) == (
         "off", [32, 32], None, 0.001, ["log", "planks"])
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_old_module_paths_do_not_hide_the_api_functions():
+    """A checkpoint saved before the subpackages imports `orchestrator.train` (now `orchestrator.rl.training`)."""
+    import importlib
+    import types
+
+    import orchestrator
+
+    for old in ("orchestrator.train", "orchestrator.evaluate", "orchestrator.report"):
+        assert isinstance(importlib.import_module(old), types.ModuleType)
+    assert callable(orchestrator.train) and callable(orchestrator.evaluate) and callable(orchestrator.report)
+    assert orchestrator.train.__module__ == "orchestrator.cli"

@@ -4,6 +4,8 @@ on steps older than the lag it reports."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -98,12 +100,13 @@ def test_overlap_needs_an_env_runner_and_ppo():
         load_config(QUICKSTART, ["rl.num_env_runners=0", "rl.overlap_sampling=true"])
 
 
-@pytest.mark.parametrize("max_lag", [1, 0])
-def test_overlapped_ppo_trains_only_on_steps_within_the_lag_it_reports(ray_session, max_lag):
-    """Every batch the learner gets is checked against the learner's own update count."""
+@pytest.mark.parametrize("max_lag,runners", [(1, 1), (0, 1), (1, 2)])
+def test_overlapped_ppo_trains_only_on_steps_within_the_lag_it_reports(ray_session, max_lag, runners):
+    """Every batch the learner gets is checked against the learner's own update count; the same
+    config scales to more EnvRunners by rl.num_env_runners alone."""
     from orchestrator.rl.algorithm import build_algorithm
 
-    cfg = load_config(QUICKSTART, ["rl.num_env_runners=1", "rl.overlap_sampling=true", *SMALL, "bonus.mode=off",
+    cfg = load_config(QUICKSTART, [f"rl.num_env_runners={runners}", "rl.overlap_sampling=true", *SMALL, "bonus.mode=off",
                                    f"rl.max_policy_lag={max_lag}", "rl.num_cpus_per_env_runner=0.5"])
     algo = build_algorithm(cfg, env_config_for(cfg, list(resolve_task_space(cfg).names), None, None))
     trained: list[tuple[int, int]] = []  # (learner's update count before the update, oldest step's weights)
@@ -161,5 +164,87 @@ def test_lean_learner_connector_builds_rllibs_train_batch(ray_session):
                     assert actual.dtype == expected.dtype and actual.shape == expected.shape, (key, sub)
                     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5, msg=f"{key} {sub}")
             assert [(ep.id_, len(ep), ep.is_truncated) for ep in episodes] == lengths  # episodes left as they were
+            # Decoupled: the same value targets from the shared forward pass; the behaviour columns replaced by
+            # the current policy's (sampled with these very weights, so the importance weights are 1).
+            dec = EpisodesToTrainBatchWithGAE(gamma=cfg.rl.gamma, lambda_=cfg.rl.lambda_, decoupled=True)(
+                rl_module=learner.module, batch={}, episodes=episodes, shared_data={})["default_policy"]
+            torch.testing.assert_close(dec["value_targets"], got["value_targets"])
+            steps = got[Columns.LOSS_MASK]  # bootstrap rows repeat the last action, which the final obs may mask
+            torch.testing.assert_close(dec[Columns.ACTION_LOGP][steps], got[Columns.ACTION_LOGP][steps], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(dec["advantages"][steps], got["advantages"][steps], rtol=1e-3, atol=1e-3)
     finally:
         algo.stop()
+
+
+def test_decoupled_ppo_moves_the_off_policy_correction_into_the_advantage():
+    """Hand-computed: behaviour logp -> proximal logp, advantage * min(pi_prox / pi_behaviour, 2)."""
+    from ray.rllib.evaluation.postprocessing import Postprocessing
+
+    from orchestrator.rl.action_masking import MaskedCategorical
+    from orchestrator.rl.learner_connectors import decouple_from_behaviour_policy
+
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8], [0.2, 0.4, 0.4]]))
+
+    class Proximal:  # the policy the update starts from
+        def forward_train(self, batch):
+            return {Columns.ACTION_DIST_INPUTS: logits}
+
+        def get_train_action_dist_cls(self):
+            return MaskedCategorical
+
+    batch = {Columns.ACTIONS: torch.tensor([0, 2, 1]),
+             Columns.ACTION_LOGP: torch.log(torch.tensor([0.25, 0.8, 0.1])),  # behaviour policy's
+             Columns.ACTION_DIST_INPUTS: torch.zeros(3, 3),
+             Postprocessing.ADVANTAGES: torch.tensor([1.0, -2.0, 3.0])}
+    decouple_from_behaviour_policy(Proximal(), batch, max_importance_weight=2.0)
+    # pi_prox(a) = 0.5, 0.8, 0.4; weights 0.5/0.25 = 2, 0.8/0.8 = 1, 0.4/0.1 = 4 -> truncated to 2
+    torch.testing.assert_close(batch[Postprocessing.ADVANTAGES], torch.tensor([2.0, -2.0, 6.0]))
+    torch.testing.assert_close(batch[Columns.ACTION_LOGP], torch.log(torch.tensor([0.5, 0.8, 0.4])))
+    torch.testing.assert_close(batch[Columns.ACTION_DIST_INPUTS], logits)
+
+
+def _sampled(result: dict) -> float:
+    return float(result["env_runners"].get("num_env_steps_sampled", float("nan")))
+
+
+def test_overlapped_sampling_survives_an_env_runner_crash(ray_session):
+    """The EnvRunner dies with a sample request in flight: Ray restarts it, RLlib restores its weights,
+    and training goes on with batches within the lag bound (no stale or half batch is trained on)."""
+    import ray
+
+    from orchestrator.rl.algorithm import build_algorithm
+
+    cfg = load_config(QUICKSTART, ["rl.num_env_runners=1", "rl.overlap_sampling=true", *SMALL, "bonus.mode=off",
+                                   "rl.num_cpus_per_env_runner=0.5"])
+    algo = build_algorithm(cfg, env_config_for(cfg, list(resolve_task_space(cfg).names), None, None))
+    try:
+        first = [algo.train() for _ in range(2)]
+        assert algo._sample_requests_in_flight == 1
+        runner = algo.env_runner_group._worker_manager._actors[1]
+        ray.kill(runner, no_restart=False)  # SIGKILL-like; the actor's max_restarts lets Ray bring it back
+        after, deadline = [], time.monotonic() + 300  # generous: a restart on a loaded 2-core machine takes seconds
+        while time.monotonic() < deadline and (len(after) < 3 or not all(_sampled(r) >= 256 for r in after[-2:])):
+            after.append(algo.train())
+    finally:
+        algo.stop()
+    sampled = [_sampled(r) for r in after]
+    assert all(_sampled(r) >= 256 for r in first)
+    # While the runner restarts, iterations sample nothing (NaN: `mto train` does not count them); then it samples again.
+    assert any(np.isnan(s) for s in sampled) and all(s >= 256 for s in sampled[-2:]), sampled
+    assert not any(r.get("policy_lag", 0) > 1 for r in after)  # NaN: an iteration with no batch
+
+
+def test_packed_episodes_unpack_to_the_same_chunks():
+    import pickle
+
+    from orchestrator.rl.vector_sampling import PackedEpisodes
+
+    vectorized, _ = _runner_pair(True)
+    for _ in range(2):
+        episodes = vectorized.sample(num_timesteps=100)
+        back = pickle.loads(pickle.dumps(PackedEpisodes(episodes))).unpack()
+        assert [ep.id_ for ep in back] == [ep.id_ for ep in episodes]
+        assert [_content(ep) for ep in back] == [_content(ep) for ep in episodes]
+        assert [ep.is_done for ep in back] == [ep.is_done for ep in episodes]
+        assert all(np.array_equal(a.get_extra_model_outputs(WEIGHTS_SEQ_NO), b.get_extra_model_outputs(WEIGHTS_SEQ_NO))
+                   for a, b in zip(back, episodes))

@@ -169,10 +169,10 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
         )
         from orchestrator.rl.learner_connectors import EpisodesToTrainBatchWithGAE
 
-        gamma, lambda_ = rl.gamma, rl.lambda_
+        gamma, lambda_, decoupled = rl.gamma, rl.lambda_, rl.overlap_sampling
         ppo = ppo.training(
             learner_connector=lambda obs_space, act_space: EpisodesToTrainBatchWithGAE(
-                obs_space, act_space, gamma=gamma, lambda_=lambda_),
+                obs_space, act_space, gamma=gamma, lambda_=lambda_, decoupled=decoupled),
             add_default_connectors_to_learner_pipeline=False,
         )
     if affinity_every and cfg.model.architecture == "mlp":

@@ -74,9 +74,10 @@ class EpisodesToTrainBatchWithGAE(ConnectorV2):
     """Learner connector: numpy episode chunks -> the PPO train batch (tensors) with advantages."""
 
     def __init__(self, input_observation_space=None, input_action_space=None, *, gamma: float, lambda_: float,
-                 **kwargs: Any) -> None:
+                 decoupled: bool = False, max_importance_weight: float = 2.0, **kwargs: Any) -> None:
         super().__init__(input_observation_space, input_action_space, **kwargs)
         self.gamma, self.lambda_ = float(gamma), float(lambda_)
+        self.decoupled, self.max_importance_weight = bool(decoupled), float(max_importance_weight)
 
     def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, **kwargs) -> Any:
         chunks = [ep for ep in episodes if len(ep) > 0]
@@ -102,15 +103,50 @@ class EpisodesToTrainBatchWithGAE(ConnectorV2):
         module = rl_module[DEFAULT_MODULE_ID]
         device = next(module.parameters()).device
         tensors = _to_torch(columns, device)
+        logits = None
         with torch.no_grad():
-            values = module.compute_values(tensors).cpu().numpy().astype(np.float64)
+            if self.decoupled:  # one forward pass for the proximal policy's logits and the values
+                out = module.forward_train(tensors)
+                logits = out[Columns.ACTION_DIST_INPUTS]
+                values = module.compute_values(tensors, embeddings=out.get(Columns.EMBEDDINGS))
+            else:
+                values = module.compute_values(tensors)
+            values = values.cpu().numpy().astype(np.float64)
         targets = gae_per_chunk(values, columns[Columns.REWARDS].astype(np.float64), terminated, lengths, self.gamma, self.lambda_)
         advantages = targets - values.astype(np.float32)
         advantages = (advantages - advantages.mean()) / max(1e-4, advantages.std())
         tensors[Postprocessing.ADVANTAGES] = torch.from_numpy(advantages.astype(np.float32)).to(device)
         tensors[Postprocessing.VALUE_TARGETS] = torch.from_numpy(targets).to(device)
+        if self.decoupled:
+            decouple_from_behaviour_policy(module, tensors, self.max_importance_weight, logits)
         batch[DEFAULT_MODULE_ID] = tensors
         return batch
+
+
+def decouple_from_behaviour_policy(module, batch: dict[str, Any], max_importance_weight: float,
+                                   logits: torch.Tensor | None = None) -> None:
+    """Decoupled PPO (Hilton et al. 2021, "Batch size-invariance for policy optimization") for a batch
+    sampled with older weights (``rl.overlap_sampling``).
+
+    RLlib's PPO loss clips the ratio against ``action_logp`` and penalises the KL from
+    ``action_dist_inputs``, both the behaviour policy's. Here both are replaced by the policy
+    the update starts from (the proximal policy), so the trust region and the adaptive KL
+    coefficient see one update's change, as in synchronous PPO; the off-policy correction
+    moves into the advantage as the importance weight pi_prox / pi_behaviour, truncated at
+    ``max_importance_weight`` (as V-trace truncates its weights). RLlib's clipped objective is
+    then the decoupled objective: w * min(r A, clip(r) A) with r = pi / pi_prox, w > 0.
+    """
+    from ray.rllib.core.columns import Columns as C
+
+    with torch.no_grad():
+        if logits is None:  # ``logits``: the module's forward_train output on ``batch``, when already computed
+            logits = module.forward_train(batch)[C.ACTION_DIST_INPUTS]
+        dist = module.get_train_action_dist_cls().from_logits(logits)
+        logp_prox = dist.logp(batch[C.ACTIONS])
+    weight = torch.exp(logp_prox - batch[C.ACTION_LOGP]).clamp(max=max_importance_weight)
+    batch[Postprocessing.ADVANTAGES] = batch[Postprocessing.ADVANTAGES] * weight
+    batch[C.ACTION_LOGP] = logp_prox
+    batch[C.ACTION_DIST_INPUTS] = logits
 
 
 def _concat(parts: list) -> Any:

@@ -37,8 +37,17 @@ POLICY_LAG = "policy_lag"  # in the iteration's result; logged to MLflow under t
 STALE_STEPS_DROPPED = "stale_env_steps_dropped"
 
 
-def _sample_with_metrics(runner) -> tuple[list, dict]:
-    return runner.sample(), runner.get_metrics()
+def _sample_with_metrics(runner) -> tuple[Any, dict]:
+    from orchestrator.rl.vector_sampling import PackedEpisodes
+
+    episodes = runner.sample()
+    if all(ep.is_numpy for ep in episodes):
+        episodes = PackedEpisodes(episodes)  # a few arrays to unpickle instead of thousands
+    return episodes, runner.get_metrics()
+
+
+def _episodes(sampled: Any) -> list:
+    return sampled.unpack() if hasattr(sampled, "unpack") else sampled
 
 
 def episode_lag(episodes: list, learner_seq_no: int) -> np.ndarray:
@@ -76,7 +85,7 @@ class OverlappedPPO(PPO):
             self._send_sample_requests()  # sampled while the learner updates below
         if not results:
             return  # every EnvRunner failed; RLlib restores them before the next iteration
-        episodes = [ep for eps, _ in results for ep in eps]
+        episodes = [ep for sampled, _ in results for ep in _episodes(sampled)]
         self.metrics.aggregate([m for _, m in results], key=ENV_RUNNER_RESULTS)
         learner_seq_no = self._learner_seq_no()
         episodes, stale, lag = split_by_lag(episodes, learner_seq_no, self._max_policy_lag)
