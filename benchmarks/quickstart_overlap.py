@@ -70,7 +70,9 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--repeat", action="store_true", help="run the first arm's first seed twice, compare histories")
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1; `mto` below inherits it
     runs: dict[str, list[dict]] = {arm: [] for arm in args.arms}
     repeat = None
     with tempfile.TemporaryDirectory() as tmp:

@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=128, help="--mode curriculum: envs per runner")
     parser.add_argument("--batch", type=int, default=8192, help="--mode curriculum: train batch")
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1
     if args.mode == "shipped":
         shipped(args)
     else:
