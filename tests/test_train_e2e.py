@@ -81,17 +81,19 @@ def test_resume_continues_steps_and_curriculum_state(smoke_run, ray_session):
 
     with open(Path(before.checkpoint) / "curriculum.pkl", "rb") as f:
         saved = pickle.load(f)
+    # Two more iterations: 64 steps per env, past the smoke horizon (50), so every env finishes an
+    # episode after the resume (with one iteration, 32 steps, none might, and the count below stood still).
     code = main(["train", "--resume", run.info.run_id, "--run-dir", str(run_dir), "--no-live",
-                 "--set", "training.iterations=3"])
+                 "--set", "training.iterations=4"])
     assert code == 0
     after = TrainerState.load(run_path / STATE_FILE)
-    assert after.iteration == 3
+    assert after.iteration == 4
     assert after.env_steps > before.env_steps
     assert after.mlflow_run_id == run.info.run_id  # same MLflow run, continued
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "env_steps_total")]
-    assert steps == [1, 2, 3]
+    assert steps == [1, 2, 3, 4]
     values = [m.value for m in client.get_metric_history(run.info.run_id, "env_steps_total")]
-    assert values[2] > values[1] > values[0]
+    assert values[3] > values[2] > values[1] > values[0]
     # The curriculum continued from its checkpoint: the new checkpoint holds the saved
     # episodes plus the ones sampled since (EnvRunners flush their outcomes first).
     with open(Path(after.checkpoint) / "curriculum.pkl", "rb") as f:
