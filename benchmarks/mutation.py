@@ -1,0 +1,276 @@
+"""Mutation score of the fast unit tests, per package, with mutmut 3 (issue 29).
+
+For each target below, mutmut makes one-token changes to the product's code
+(operators, constants, comparisons, arguments, return values) and runs the unit
+tests that reach the changed function; a mutant whose tests still pass
+*survived*. The score is the share of mutants the tests kill.  Each target runs
+in its own scratch copy of the repository (mutmut writes a `mutants/` tree and
+reads its settings from the copy's pyproject.toml), with only the test files
+that cover it, so one target fits in minutes on a loaded 2-core machine.
+
+Survivors that are equivalent (no input can tell them from the original) are
+listed in EQUIVALENT with the reason, and left out of the adjusted score.
+
+Not part of `.ci/run`: a full run takes tens of minutes on 2 cores.  Run it
+niced, by hand, after changing a covered package:
+
+    pip install -e '.[dev,mutation]'
+    nice -n 19 python -m benchmarks.mutation [--target curricula] [--label after]
+
+Writes benchmarks/results/mutation.json (one entry per target and label, merged
+into what the file already holds) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results" / "mutation.json"
+PACKAGES = ("curricula", "policies", "tasks", "orchestrator")  # copied whole so that imports resolve
+
+# target -> (files mutmut may mutate, the unit-test files that cover them)
+TARGETS: dict[str, tuple[list[str], list[str]]] = {
+    "curricula": (
+        ["curricula/*.py"],
+        [
+            "tests/test_curricula.py",
+            "tests/test_exploration_bonus.py",
+            "tests/test_affinity.py",
+            "tests/test_affinity_planted_groups.py",
+            "tests/test_data_sharing.py",
+            "tests/test_grouping.py",
+            "tests/test_curricula_edges.py",
+        ],
+    ),
+    # The sampling rule and the bonus, in full (the package above is large enough to be sampled).
+    "curricula/sampling.py": (["curricula/sampling.py"], ["tests/test_curricula.py", "tests/test_exploration_bonus.py",
+                                                          "tests/test_curricula_edges.py"]),
+    "curricula/learning_progress.py": (["curricula/learning_progress.py"],
+                                       ["tests/test_curricula.py", "tests/test_exploration_bonus.py",
+                                        "tests/test_curricula_edges.py"]),
+    "curricula/exploration_bonus.py": (["curricula/exploration_bonus.py"],
+                                       ["tests/test_curricula.py", "tests/test_exploration_bonus.py",
+                                        "tests/test_curricula_edges.py"]),
+    "policies/combiners": (
+        ["policies/combiners/*.py"],
+        ["tests/test_combiners.py", "tests/test_numerics.py", "tests/test_pcgrad_algorithm1.py",
+         "tests/test_combiner_known_answers.py"],
+    ),
+    "policies/architectures": (
+        ["policies/architectures/*.py"],
+        ["tests/test_policies.py", "tests/test_care.py", "tests/test_numerics.py"],
+    ),
+    "orchestrator/rl/curriculum_wrapper.py": (
+        ["orchestrator/rl/curriculum_wrapper.py"],
+        ["tests/test_curriculum_wrapper.py"],
+    ),
+}
+
+# Survivors no test can kill, by mutmut's name, with the reason.  Checked against each
+# run: a name listed here that did not survive is reported as "stale".
+_LPP = "curricula.sampling.x_learning_progress_probabilities__mutmut_"
+EQUIVALENT: dict[str, str] = {
+    _LPP + "44": "`reserved >= 1.0`: at exactly 1 the division by `reserved` divides by 1",
+    _LPP + "79": "`centred[:] = 1.0`: every pool task gets the same value, so the same sigmoid weight; "
+                 "the weights are normalised",
+    _LPP + "81": "`std = 2.0`: it divides an all-zero `centred`",
+    _LPP + "85": "`out=None`: numpy returns a new array with the same values instead of writing in place",
+    _LPP + "88": "multiply without `out=`: same values, a new array",
+    _LPP + "113": "`uniform_mix >= 0.0`: mixing with 0 gives (1 - 0) p + 0 = p",
+}
+
+_STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+           35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
+           37: "caught by type check", -11: "segfault", -9: "segfault", 2: "interrupted"}
+_DEAD = ("killed", "timeout", "caught by type check", "segfault")
+
+
+TESTS_FROM: str | None = None  # a git ref whose tests/ to use (e.g. main, for a "before" score)
+
+
+def _scratch_copy(target: str, dest: Path) -> list[str]:
+    """The tracked files mutmut needs, and a pyproject.toml that says what to mutate and test;
+    returns the test files used."""
+    mutate, tests = TARGETS[target]
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
+    if TESTS_FROM:
+        archive = subprocess.run(["git", "archive", TESTS_FROM, "tests"], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    else:
+        shutil.copytree(REPO / "tests", dest / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "configs", dest / "configs")
+    tests = [t for t in tests if (dest / t).exists()]
+    settings = {
+        "source_paths": list(PACKAGES),
+        "only_mutate": mutate,
+        "also_copy": ["configs/"],
+        "pytest_add_cli_args_test_selection": tests,
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        # torch starts thread pools: fork workers from a clean server, not from pytest's process
+        "process_isolation": "forkserver",
+        # a loaded machine slows every test; a slow test is not a killed mutant
+        "timeout_multiplier": 30.0,
+        "timeout_constant": 10.0,
+        "use_git_change_detection": False,
+    }
+    text = (REPO / "pyproject.toml").read_text()
+    text += "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    (dest / "pyproject.toml").write_text(text)
+    return tests
+
+
+def _mutant_diff(workdir: Path, name: str, env: dict[str, str]) -> str:
+    out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=workdir, env=env,
+                         capture_output=True, text=True)
+    return "\n".join(line for line in out.stdout.splitlines()[1:] if line.startswith(("+", "-"))
+                     and not line.startswith(("+++", "---")))
+
+
+def _statuses(workdir: Path) -> dict[str, str]:
+    status: dict[str, str] = {}
+    for meta in (workdir / "mutants").rglob("*.py.meta"):
+        for name, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
+            status[name] = "not checked" if code is None else _STATUS.get(code, "suspicious")
+    return status
+
+
+def _mutmut(workdir: Path, env: dict[str, str], max_children: int, names: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names],
+                          cwd=workdir, env=env, capture_output=True, text=True)
+
+
+def run_target(target: str, max_children: int, keep: bool, sample: int | None = None,
+               rerun: dict | None = None) -> dict:
+    """Run mutmut on one target; return its counts, score and surviving mutants.
+
+    ``sample``: test only that many mutants, drawn with a fixed seed from all of the target's
+    (the score is then an estimate; its 95 % half-width is stored).  ``rerun``: an earlier
+    result of this target: only its survivors are tested again and its killed ones are counted
+    as killed (valid while the product code is unchanged and tests were only added or
+    strengthened, which is how a round of killing survivors works).
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="mto-mutation-"))
+    env = dict(os.environ, PYTHONPATH="", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONHASHSEED="0")
+    try:
+        tests = _scratch_copy(target, workdir)
+        start = time.perf_counter()
+        names: list[str] = []
+        population = None
+        if rerun is not None:
+            names = [s["mutant"] for s in rerun["survivors"]]
+            population = rerun.get("population", rerun["mutants"])
+        elif sample is not None:
+            _mutmut(workdir, env, max_children, ["__list_only__"])  # generates mutants and stats, tests none
+            everything = sorted(_statuses(workdir))
+            population = len(everything)
+            names = sorted(random.Random(29).sample(everything, min(sample, population)))
+        run = _mutmut(workdir, env, max_children, names) if (names or rerun is None) else None
+        seconds = time.perf_counter() - start
+        status = _statuses(workdir)
+        if names:
+            status = {n: status.get(n, "not checked") for n in names}
+        if not status and rerun is None:
+            raise RuntimeError(f"mutmut produced no results for {target}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+        counts: dict[str, int] = {}
+        if rerun is not None:
+            counts = {k: v for k, v in rerun["counts"].items() if k in _DEAD}
+        for s in status.values():
+            counts[s] = counts.get(s, 0) + 1
+        alive = sorted(n for n, s in status.items() if s not in _DEAD)
+        equivalent = {n: EQUIVALENT[n] for n in alive if n in EQUIVALENT}
+        dead = sum(counts.get(s, 0) for s in _DEAD)
+        total = sum(counts.values())
+        survivors = [{"mutant": n, "status": status[n], "diff": _mutant_diff(workdir, n, env),
+                      **({"equivalent": equivalent[n]} if n in equivalent else {})} for n in alive]
+        prefix = target.replace("/", ".").removesuffix(".py")
+        stale = sorted(n for n in EQUIVALENT if n.startswith(prefix) and n in status and n not in equivalent)
+        score = dead / total
+        result = {
+            "mutants": total,
+            "counts": counts,
+            "killed": dead,
+            "score": round(score, 4),
+            "equivalent": len(equivalent),
+            "score_without_equivalent": round(dead / max(total - len(equivalent), 1), 4),
+            "seconds": round(seconds, 1),
+            "tests": tests,
+            "survivors": survivors,
+            **({"stale_equivalent_names": stale} if stale else {}),
+        }
+        if population is not None and population != total:
+            result.update(population=population, sampled=True, sample_seed=29,
+                          score_95ci_halfwidth=round(1.96 * math.sqrt(score * (1 - score) / total)
+                                                     * math.sqrt(1 - total / population), 4))
+        if rerun is not None:
+            result["reran_survivors_of"] = rerun.get("label")
+        return result
+    finally:
+        if keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", action="append", choices=sorted(TARGETS),
+                        help="package to mutate (repeatable; default: all)")
+    parser.add_argument("--label", default="after", help="key under which the results are stored (e.g. before/after)")
+    parser.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
+    parser.add_argument("--sample", type=int, help="test a seeded random sample of this many mutants per target")
+    parser.add_argument("--rerun-survivors-of", metavar="LABEL",
+                        help="test only the survivors stored under LABEL (after adding tests); its kills count")
+    parser.add_argument("--tests-from", metavar="GIT_REF",
+                        help="use the tests/ of this commit (e.g. main, for the score before new tests)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch copies (to inspect with `mutmut show`)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    global TESTS_FROM
+    TESTS_FROM = args.tests_from
+    if shutil.which("mutmut") is None and subprocess.run([sys.executable, "-m", "mutmut", "--version"],
+                                                         capture_output=True).returncode != 0:
+        print("mutmut is not installed: pip install -e '.[mutation]'", file=sys.stderr)
+        return 2
+    data = json.loads(args.out.read_text()) if args.out.exists() else {}
+    data.setdefault("tool", "mutmut")
+    data["equivalent_mutants"] = EQUIVALENT
+    runs = data.setdefault("runs", {})
+    print(f"{'target':40s} {'label':8s} {'mutants':>8s} {'killed':>7s} {'score':>7s} {'adj.':>7s} {'left':>5s} {'s':>7s}")
+    for target in args.target or list(TARGETS):
+        rerun = None
+        if args.rerun_survivors_of:
+            rerun = dict(runs[target][args.rerun_survivors_of], label=args.rerun_survivors_of)
+        result = run_target(target, args.max_children, args.keep, args.sample, rerun)
+        result.update(commit=_git_commit(), host=platform.node(), cpus=os.cpu_count(),
+                      date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        runs.setdefault(target, {})[args.label] = result
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(data, indent=1) + "\n")  # after each target: a long run keeps its parts
+        left = len(result["survivors"]) - result["equivalent"]
+        print(f"{target:40s} {args.label:8s} {result['mutants']:8d} {result['killed']:7d} {result['score']:7.1%} "
+              f"{result['score_without_equivalent']:7.1%} {left:5d} {result['seconds']:7.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Known answers for the combiners where the mutation run (benchmarks/mutation.py) found the tests
+silent: MGDA's four normalisations, rows left out for non-finite values, the factory's aliases and
+error text, the single-preference case of Pareto MTL, and the dtypes of the logged weights."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from policies.combiners import MGDA, PCGrad, ParetoMTL, SumCombiner, build_combiner, preference_vectors
+from test_pcgrad_algorithm1 import algorithm1
+
+
+def _min_norm_on_simplex(v: np.ndarray) -> np.ndarray:
+    """argmin_{a in simplex} ||a^T v||^2, by a generic constrained solver (not the product's)."""
+    t = v.shape[0]
+    gram = v @ v.T
+    res = minimize(lambda a: a @ gram @ a, np.full(t, 1.0 / t), jac=lambda a: 2 * gram @ a, method="SLSQP",
+                   bounds=[(0.0, 1.0)] * t, constraints=[{"type": "eq", "fun": lambda a: a.sum() - 1.0}],
+                   options={"ftol": 1e-15, "maxiter": 500})
+    return res.x
+
+
+def _mgda_reference(g: np.ndarray, losses: np.ndarray, normalization: str) -> np.ndarray:
+    """MGDA-UB's gradient normalisations (Sener & Koltun 2018, their code's `gradient_normalizers`):
+    each g_t is divided by n_t = 1, ||g_t||, L_t or L_t ||g_t||, the min-norm point of the hull of
+    the divided gradients is the step."""
+    norms = np.linalg.norm(g, axis=1)
+    n = {"none": np.ones(len(g)), "l2": norms, "loss": losses, "loss+": losses * norms}[normalization]
+    v = g / n[:, None]
+    return _min_norm_on_simplex(v) @ v
+
+
+@pytest.mark.parametrize("normalization", ["none", "l2", "loss", "loss+"])
+def test_mgda_two_tasks_by_hand(normalization: str) -> None:
+    # g1 = [2, 0], g2 = [0, 1], losses [1, 4].  Min-norm of a v1 + (1-a) v2 with v1 _|_ v2:
+    # a = |v2|^2 / (|v1|^2 + |v2|^2).
+    #   none:  v = [2,0], [0,1]:       a = 1/5,   d = [0.4, 0.8]
+    #   l2:    v = [1,0], [0,1]:       a = 1/2,   d = [0.5, 0.5]
+    #   loss:  v = [2,0], [0,1/4]:     a = 1/65,  d = [2/65, 16/65]
+    #   loss+: v = [1,0], [0,1/4]:     a = 1/17,  d = [1/17, 4/17]
+    expected = {"none": [0.4, 0.8], "l2": [0.5, 0.5], "loss": [2 / 65, 16 / 65], "loss+": [1 / 17, 4 / 17]}
+    g = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    out = MGDA(2, normalization=normalization)(g, torch.tensor([1.0, 4.0]))
+    torch.testing.assert_close(out, torch.tensor(expected[normalization], dtype=torch.float64), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("normalization", ["none", "l2", "loss", "loss+"])
+@pytest.mark.parametrize("tasks", [3, 5])
+def test_mgda_normalisations_match_a_generic_solver(normalization: str, tasks: int) -> None:
+    rng = np.random.default_rng(tasks)
+    g = rng.normal(size=(tasks, 4)) * rng.uniform(0.1, 5.0, size=(tasks, 1))
+    losses = rng.uniform(0.2, 3.0, size=tasks)
+    out = MGDA(tasks, normalization=normalization)(torch.from_numpy(g), torch.from_numpy(losses)).numpy()
+    np.testing.assert_allclose(out, _mgda_reference(g, losses, normalization), rtol=1e-5, atol=1e-7)
+
+
+def test_mgda_loss_normalisation_needs_losses() -> None:
+    with pytest.raises(ValueError, match="normalization='loss\\+' needs the task losses"):
+        MGDA(2, normalization="loss+")(torch.eye(2))
+
+
+def test_pcgrad_leaves_a_non_finite_row_out_and_runs_algorithm1_on_the_rest() -> None:
+    # Row 2 is NaN: the loop runs on the 4 finite rows (T = 4 in the random order), row 2 gets 0.
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=(5, 3))
+    g[1] = -0.8 * g[0] + 0.3 * g[3]  # a conflict with row 0 that the projection order matters for
+    bad = g.copy()
+    bad[2] = np.nan
+    combiner = PCGrad(5, seed=11)
+    out = combiner(torch.from_numpy(bad)).numpy()
+    finite = np.delete(g, 2, axis=0)
+    np.testing.assert_allclose(out, algorithm1(finite, torch.Generator().manual_seed(11)), rtol=1e-10, atol=1e-12)
+    assert combiner.last_dropped == [2] and combiner.last_weights[2] == 0
+
+
+def test_sum_logs_bool_usable_and_float64_weights_on_both_paths() -> None:
+    c = SumCombiner(3)
+    g = torch.ones(3, 2)
+    torch.testing.assert_close(c(g), torch.full((2,), 3.0))
+    assert c.last_usable.dtype == torch.bool and c.last_weights.dtype == torch.float64
+    g[1, 0] = float("inf")
+    torch.testing.assert_close(c(g), torch.full((2,), 2.0))
+    assert c.last_usable.tolist() == [True, False, True] and c.last_weights.dtype == torch.float64
+    assert c.last_weights.tolist() == [1.0, 0.0, 1.0]
+    # A non-finite loss drops its row too, with finite gradients.
+    torch.testing.assert_close(c(torch.ones(3, 2), torch.tensor([1.0, float("nan"), 2.0])), torch.full((2,), 2.0))
+    assert c.last_dropped == [1]
+
+
+@pytest.mark.parametrize("alias,cls", [("pareto-mtl", ParetoMTL), ("ParetoMTL", ParetoMTL), ("equal", SumCombiner),
+                                       ("PCGrad", PCGrad)])
+def test_build_combiner_aliases(alias: str, cls: type) -> None:
+    assert type(build_combiner(alias, 2)) is cls
+
+
+def test_build_combiner_lists_only_the_real_parameters() -> None:
+    with pytest.raises(ValueError) as err:
+        build_combiner("pcgrad", 2, temperature=1.0)
+    assert str(err.value).endswith("valid parameters: ['seed']")
+
+
+def test_one_preference_for_two_tasks_is_the_diagonal() -> None:
+    np.testing.assert_allclose(preference_vectors(2, 1), [[math.sqrt(0.5), math.sqrt(0.5)]])
+    np.testing.assert_allclose(preference_vectors(2, 3), [[1, 0], [math.sqrt(0.5), math.sqrt(0.5)], [0, 1]], atol=1e-15)
+    with pytest.raises(ValueError, match="num_preferences must be >= 1, got 0"):
+        preference_vectors(2, 0)

@@ -1,0 +1,55 @@
+"""Known answers for the curriculum's sampling rule and exploration bonus at the edges of their
+parameters, where the mutation run (benchmarks/mutation.py) found one-token changes that the other
+tests let through: untried_weight 0 and other than 1, a measured task that no rule qualifies,
+every measured task reserved, a rate exactly at the bonus threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curricula import LearningProgressCurriculum
+from curricula.exploration_bonus import ExplorationBonus
+from curricula.sampling import learning_progress_probabilities as lp_probabilities
+
+
+def _p(lp, success, measured, **kw) -> np.ndarray:
+    return lp_probabilities(np.asarray(lp, float), np.asarray(success, float), np.asarray(measured, bool), **kw)
+
+
+@pytest.mark.parametrize("untried_weight", [0.0, 0.5, 1.0, 3.0])
+def test_nothing_measured_is_uniform_whatever_the_untried_weight(untried_weight: float) -> None:
+    # Step 3's reserves are all there is when nothing is measured; with untried_weight = 0 they are
+    # all 0, and 0/0 must not be what the tasks get: the rule says uniform.
+    np.testing.assert_array_equal(_p([0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], untried_weight=untried_weight),
+                                  np.full(4, 0.25))
+
+
+def test_one_measured_task_shares_what_the_untried_leave() -> None:
+    # 4 tasks, task 0 measured; untried_weight 0.5: each untried task keeps 0.5/4 = 0.125,
+    # task 0 (the only one in step 2's pool) gets 1 - 3 * 0.125 = 0.625.
+    np.testing.assert_allclose(_p([0.2, 0, 0, 0], [0.5, 0, 0, 0], [1, 0, 0, 0], untried_weight=0.5),
+                               [0.625, 0.125, 0.125, 0.125])
+
+
+def test_an_unqualified_measured_task_is_the_pool_and_untried_tasks_stay_out_of_it() -> None:
+    # Task 0 measured with LP 0 and success 0: no task qualifies, so the pool is the measured
+    # task alone (step 1), which gets what the two untried tasks (1/3 each) leave: 1/3.
+    np.testing.assert_allclose(_p([0, 0, 0], [0, 0, 0], [1, 0, 0]), [1 / 3, 1 / 3, 1 / 3])
+    # With untried_weight 0.5 the untried keep 1/6 each and task 0 gets 2/3.
+    np.testing.assert_allclose(_p([0, 0, 0], [0, 0, 0], [1, 0, 0], untried_weight=0.5), [2 / 3, 1 / 6, 1 / 6])
+
+
+def test_every_measured_task_reserved_splits_by_the_reserves() -> None:
+    # Both tasks measured and lifted (reserve weights 1 and 0.5 -> shares 0.5 and 0.25, total 0.75):
+    # the reserves are all there is, normalised: [2/3, 1/3].
+    p = _p([0, 0], [0, 0], [1, 1], reserve_weight=np.array([1.0, 0.5]))
+    np.testing.assert_allclose(p, [2 / 3, 1 / 3])
+    # Reserves above 1 in total are scaled down to 1 (3 tasks x weight 2 = 2): equal thirds.
+    np.testing.assert_allclose(_p([0, 0, 0], [0, 0, 0], [1, 1, 1], reserve_weight=np.full(3, 2.0)), np.full(3, 1 / 3))
+
+
+def test_scheduler_with_untried_weight_zero_and_nothing_measured_samples_uniformly() -> None:
+    with pytest.warns(RuntimeWarning):
+        c = LearningProgressCurriculum(["a", "b", "c"], untried_weight=0.0, uniform_mix=0.0)
+    np.testing.assert_array_equal(c.distribution().probabilities, np.full(3, 1 / 3))
