@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from policies.combiners import MGDA, PCGrad, ParetoMTL, SumCombiner, build_combiner, preference_vectors
+from policies.combiners import MGDA, PCGrad, ParetoMTL, SumCombiner, build_combiner, min_norm_weights, preference_vectors
 from test_pcgrad_algorithm1 import algorithm1
 
 
@@ -109,3 +109,85 @@ def test_one_preference_for_two_tasks_is_the_diagonal() -> None:
     np.testing.assert_allclose(preference_vectors(2, 3), [[1, 0], [math.sqrt(0.5), math.sqrt(0.5)], [0, 1]], atol=1e-15)
     with pytest.raises(ValueError, match="num_preferences must be >= 1, got 0"):
         preference_vectors(2, 0)
+
+
+def test_pcgrad_default_seed_is_zero() -> None:
+    g = torch.tensor([[1.0, 0.0], [-1.0, 1.0], [-0.2, -1.0]], dtype=torch.float64)
+    torch.testing.assert_close(PCGrad(3)(g), PCGrad(3, seed=0)(g))
+
+
+@pytest.mark.parametrize("tasks,params", [(2, 4 * 20_000), (4, 20_000)])
+def test_large_matrices_take_the_torch_path_with_the_same_answers(tasks: int, params: int) -> None:
+    # T * P above 65,536 sends the Gram matrix through torch (`gram_info`'s large path).
+    rng = np.random.default_rng(tasks)
+    small = rng.normal(size=(tasks, 3))
+    g = np.repeat(small, params // 3 + 1, axis=1)[:, :params] * 1e-3  # Gram = (P/3) x the small one's
+    out = PCGrad(tasks, seed=2)(torch.from_numpy(g)).numpy()
+    np.testing.assert_allclose(out, algorithm1(g, torch.Generator().manual_seed(2)), rtol=1e-9, atol=1e-15)
+    losses = np.linspace(0.5, 2.0, tasks)
+    for normalization in ("none", "loss+"):
+        got = MGDA(tasks, normalization=normalization)(torch.from_numpy(g), torch.from_numpy(losses)).numpy()
+        np.testing.assert_allclose(got, _mgda_reference(g, losses, normalization), rtol=1e-5, atol=1e-9)
+    # A non-finite row on the large path: left out, the rest unchanged.
+    bad = g.copy()
+    bad[0, 5] = np.inf
+    c = PCGrad(tasks, seed=2)
+    np.testing.assert_allclose(c(torch.from_numpy(bad)).numpy(),
+                               algorithm1(g[1:], torch.Generator().manual_seed(2)), rtol=1e-9, atol=1e-15)
+    assert c.last_dropped == [0]
+
+
+def test_min_norm_weights_computes_in_float64_whatever_the_input() -> None:
+    v = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    gram32 = torch.from_numpy(v @ v.T)
+    torch.testing.assert_close(min_norm_weights(gram32), min_norm_weights(gram32.double()), rtol=0, atol=0)
+
+
+# -- Pareto MTL ------------------------------------------------------------------------------------
+
+def test_pareto_defaults_and_explicit_preferences() -> None:
+    c = ParetoMTL(3)
+    np.testing.assert_allclose(c.preferences, preference_vectors(3, 5, 0), rtol=1e-15)  # renormalised: round-off
+    assert c.preference_index == 0 and c.state_dict() == {"steps": 0, "feasible_start_found": False}
+    np.testing.assert_allclose(ParetoMTL(3, seed=4).preferences, preference_vectors(3, 5, 4), rtol=1e-15)
+    # Given preferences are used, each scaled to unit length.
+    np.testing.assert_allclose(ParetoMTL(2, preferences=[[3, 4], [1, 0]]).preferences, [[0.6, 0.8], [1.0, 0.0]])
+    # Phase 1 lasts at most max_init_steps (default 100) steps.
+    c.load_state_dict({"steps": 99, "feasible_start_found": False})
+    assert c.in_init_phase
+    c.load_state_dict({"steps": 100, "feasible_start_found": False})
+    assert not c.in_init_phase
+    c.load_state_dict({"steps": 7, "feasible_start_found": True})
+    assert c.state_dict() == {"steps": 7, "feasible_start_found": True} and not c.in_init_phase
+
+
+def test_pareto_refuses_bad_preferences_naming_why() -> None:
+    with pytest.raises(ValueError, match=r"\[K x num_tasks=2\] non-negative matrix, got shape \(2, 2\)"):
+        ParetoMTL(2, preferences=[[1, -1], [0, 1]])
+    with pytest.raises(ValueError, match=r"non-negative matrix, got shape \(2, 3\)"):
+        ParetoMTL(2, preferences=[[1, 0, 0], [0, 1, 0]])
+    with pytest.raises(ValueError, match=r"non-negative matrix, got shape \(2,\)"):
+        ParetoMTL(2, preferences=[1, 0])
+    with pytest.raises(ValueError, match=r"preference_index must be in \[0, 3\), got 3"):
+        ParetoMTL(2, preferences=[[1, 0], [1, 1], [0, 1]], preference_index=3)
+
+
+def test_pareto_constraint_values_by_hand() -> None:
+    # u = [0.6, 0, 0.8], [0, 1, 0], [0, 0, 1]; task 2 absent: on tasks 0, 1 the preferences are
+    # [0.6, 0] -> [1, 0] (rescaled), [0, 1], and [0, 0] (no weight there: stays 0).
+    # k = 0: w = [u1 - u0, u2 - u0] = [[-1, 1], [-1, 0]]; F = [3, 4] -> F/|F| = [0.6, 0.8]:
+    # G = [-0.6 + 0.8, -0.6] = [0.2, -0.6].
+    c = ParetoMTL(3, preferences=[[3, 0, 4], [0, 1, 0], [0, 0, 1]])
+    w, g = c.constraint_values(np.array([3.0, 4.0]), np.array([0, 1]))
+    np.testing.assert_allclose(w, [[-1, 1], [-1, 0]])
+    np.testing.assert_allclose(g, [0.2, -0.6])
+    # All losses 0: F has no direction, no constraint is violated (one value per other preference).
+    c4 = ParetoMTL(2, num_preferences=4)
+    w, g = c4.constraint_values(np.zeros(2), np.array([0, 1]))
+    assert w.shape == (3, 2) and g.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_preference_vectors_known_values() -> None:
+    np.testing.assert_allclose(preference_vectors(2, 2), [[1, 0], [0, 1]], atol=1e-15)
+    v = np.abs(np.random.default_rng(5).standard_normal((4, 3)))
+    np.testing.assert_allclose(preference_vectors(3, 4, seed=5), v / np.linalg.norm(v, axis=1, keepdims=True))
