@@ -90,6 +90,14 @@ EQUIVALENT: dict[str, str] = {
     _LPP + "85": "`out=None`: numpy returns a new array with the same values instead of writing in place",
     _LPP + "88": "multiply without `out=`: same values, a new array",
     _LPP + "113": "`uniform_mix >= 0.0`: mixing with 0 gives (1 - 0) p + 0 = p",
+    "curricula.learning_progress.x_learning_progress_setting_error__mutmut_1":
+        "the default success_source is only compared with 'evaluation': any other string is 'online'",
+    "curricula.learning_progress.x_learning_progress_setting_error__mutmut_2":
+        "the default success_source is only compared with 'evaluation': any other string is 'online'",
+    "curricula.learning_progress.xǁLearningProgressCurriculumǁreserve_weights__mutmut_3":
+        "`by_product_weight >= 0`: with weight 0 the branch writes 0 into zeros",
+    "curricula.learning_progress.xǁLearningProgressCurriculumǁreserve_weights__mutmut_6":
+        "`frontier_weight >= 0`: with weight 0 the branch takes max(w, 0) of non-negative weights",
 }
 
 _STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curricula import LearningProgressCurriculum
+from curricula import EpisodeOutcomes, LearningProgressCurriculum
 from curricula.exploration_bonus import ExplorationBonus
 from curricula.sampling import learning_progress_probabilities as lp_probabilities
 
@@ -53,3 +53,41 @@ def test_scheduler_with_untried_weight_zero_and_nothing_measured_samples_uniform
     with pytest.warns(RuntimeWarning):
         c = LearningProgressCurriculum(["a", "b", "c"], untried_weight=0.0, uniform_mix=0.0)
     np.testing.assert_array_equal(c.distribution().probabilities, np.full(3, 1 / 3))
+
+
+def _batch(task, success) -> "EpisodeOutcomes":
+    return EpisodeOutcomes(task=np.array(task), success=np.array(success, bool),
+                           episode_return=np.array(success, float), length=np.ones(len(task), np.int64))
+
+
+def test_a_prerequisite_exactly_at_the_threshold_counts_as_reliable() -> None:
+    # "succeeds reliably" is success rate >= the bonus threshold: at exactly 0.5 the next task
+    # in the chain is at the frontier.  alpha_fast 0.5: a success then a failure leave 0.5.
+    c = LearningProgressCurriculum(["a", "b", "c"], alpha_fast=0.5, prerequisites=[[], [0], [1]],
+                                   bonus={"mode": "dynamic", "threshold": 0.5})
+    c.update(_batch([0], [True]))
+    c.update(_batch([0], [False]))
+    assert c.estimates.success_rate[0] == 0.5
+    assert c.at_frontier().tolist() == [False, True, False]
+
+
+def test_the_scheduler_passes_every_setting_to_the_sampling_rule() -> None:
+    # Each setting away from the rule's default (temperature 1, uniform_mix 0, untried_weight 1),
+    # and one task never measured: the scheduler's distribution is the rule applied to its state.
+    c = LearningProgressCurriculum(["a", "b", "c", "d"], temperature=0.3, uniform_mix=0.2, untried_weight=0.5,
+                                   by_product_weight=0.0, frontier_weight=0.0)
+    c.update(_batch([0, 0, 1, 1, 2, 2, 0, 1], [True, False, False, False, True, True, True, False]))
+    c.update(_batch([0, 1, 2, 0], [False, True, True, True]))
+    est = c.estimates
+    assert (est.measurements[:3] > 0).all() and est.measurements[3] == 0
+    expected = lp_probabilities(c.learning_progress(), est.success_rate, est.measurements > 0, temperature=0.3,
+                                uniform_mix=0.2, untried_weight=0.5, reserve_weight=np.zeros(4))
+    np.testing.assert_array_equal(c.distribution().probabilities, expected)
+    # and those settings matter here: the rule's defaults give another distribution
+    default = lp_probabilities(c.learning_progress(), est.success_rate, est.measurements > 0)
+    for setting in ({"temperature": 0.3}, {"uniform_mix": 0.2}, {"untried_weight": 0.5}):
+        others = {"temperature": 0.3, "uniform_mix": 0.2, "untried_weight": 0.5}
+        others.pop(next(iter(setting)))
+        assert not np.allclose(expected, lp_probabilities(c.learning_progress(), est.success_rate,
+                                                          est.measurements > 0, **others)), setting
+    assert not np.allclose(expected, default)
