@@ -91,3 +91,38 @@ def test_the_scheduler_passes_every_setting_to_the_sampling_rule() -> None:
         assert not np.allclose(expected, lp_probabilities(c.learning_progress(), est.success_rate,
                                                           est.measurements > 0, **others)), setting
     assert not np.allclose(expected, default)
+
+
+def test_learning_progress_defaults_are_the_documented_ones() -> None:
+    c = LearningProgressCurriculum(["a", "b"])
+    assert (c.temperature, c.uniform_mix, c.untried_weight, c.by_product_weight, c.frontier_weight) == (
+        1.0, 0.1, 1.0, 1.0, 1.0)
+    assert c.prerequisites is None and not c.at_frontier().any()
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"uniform_mix": 0.0}, {"uniform_mix": 1.0}, {"by_product_weight": 0.0}, {"frontier_weight": 0.0},
+    {"temperature": 1e-3}, {"untried_weight": 0.0, "uniform_mix": 0.5}, {"prerequisites": [[], [0], [1, 0]]},
+])
+def test_settings_at_their_edges_are_accepted(kwargs) -> None:
+    c = LearningProgressCurriculum(["a", "b", "c"], **kwargs)
+    for name, value in kwargs.items():
+        assert getattr(c, name) == (value if name != "prerequisites" else [[], [0], [0, 1]])
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"temperature": 0.0}, "temperature must be a finite number > 0, got 0.0"),
+    ({"temperature": float("inf")}, "temperature must be a finite number > 0"),
+    ({"uniform_mix": -0.01}, r"uniform_mix must be in \[0, 1\], got -0.01"),
+    ({"uniform_mix": 1.01}, r"uniform_mix must be in \[0, 1\], got 1.01"),
+    ({"untried_weight": -1e-9}, "untried_weight must be a finite number >= 0"),
+    ({"untried_weight": float("nan")}, "untried_weight must be a finite number >= 0"),
+    ({"by_product_weight": -1.0}, "by_product_weight must be a finite number >= 0, got -1.0"),
+    ({"frontier_weight": float("inf")}, "frontier_weight must be a finite number >= 0, got inf"),
+    ({"prerequisites": [[], [0]]}, r"prerequisites must list one entry per task \(3\), got 2"),
+    ({"prerequisites": [[], [3], []]}, r"prerequisites name task ids outside 0..2: \[3\]"),
+    ({"prerequisites": [[-1], [], []]}, r"prerequisites name task ids outside 0..2: \[-1\]"),
+])
+def test_settings_past_their_edges_are_refused_naming_the_field(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        LearningProgressCurriculum(["a", "b", "c"], **kwargs)
