@@ -126,3 +126,58 @@ def test_settings_at_their_edges_are_accepted(kwargs) -> None:
 def test_settings_past_their_edges_are_refused_naming_the_field(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         LearningProgressCurriculum(["a", "b", "c"], **kwargs)
+
+
+# -- the exploration bonus's item rule at its edges ---------------------------------------------------
+# Items: two tasks (success rates 0.0 and 1.0 as goals) and two items that are never goals.
+BONUS_RATE = np.array([0.0, 1.0, np.nan, np.nan])
+BONUS_IS_TASK = np.array([True, True, False, False])
+
+
+@pytest.mark.parametrize("threshold,obtained,expected", [
+    # threshold 0: every rate is >= 0, so nothing is unreliable, non-task items included
+    (0.0, [0, 0, 0.0, 0.3], [False, False, False, False]),
+    # threshold 1: only a certain item stops paying; for a non-task item, obtained in every episode
+    (1.0, [0, 0, 1.0, 0.999], [True, False, False, True]),
+    # in between, at and just below it
+    (0.25, [0, 0, 0.25, 0.2499], [True, False, False, True]),
+])
+def test_non_task_items_until_obtained_reliably_at_threshold_edges(threshold, obtained, expected) -> None:
+    bonus = ExplorationBonus(mode="dynamic", threshold=threshold, items="all", non_task_items="until_obtained_reliably")
+    assert bonus.bonus_items(BONUS_RATE, BONUS_IS_TASK, np.array(obtained)).tolist() == expected
+
+
+def test_non_task_items_without_an_obtained_rate_count_as_never_obtained() -> None:
+    bonus = ExplorationBonus(mode="dynamic", threshold=0.5, items="all")
+    assert bonus.bonus_items(BONUS_RATE, BONUS_IS_TASK).tolist() == [True, False, True, True]
+    # "always" ignores the rate and the threshold, even at threshold 0
+    always = ExplorationBonus(mode="dynamic", threshold=0.0, items="all", non_task_items="always")
+    assert always.bonus_items(BONUS_RATE, BONUS_IS_TASK, np.ones(4)).tolist() == [False, False, True, True]
+
+
+def test_every_item_is_a_task_unless_told() -> None:
+    bonus = ExplorationBonus(mode="dynamic", threshold=0.5, items="tasks")
+    assert bonus.bonus_items(np.array([0.0, 0.5, np.nan])).tolist() == [True, False, True]
+    assert ExplorationBonus(mode="static", items="tasks").bonus_items(np.zeros(3)).tolist() == [True] * 3
+    assert ExplorationBonus(mode="off").bonus_items(np.zeros(3)).tolist() == [False] * 3
+
+
+def test_bonus_settings_edges() -> None:
+    assert ExplorationBonus(size=0.0).size == 0.0
+    assert ExplorationBonus(threshold=0.0).threshold == 0.0 and ExplorationBonus(threshold=1.0).threshold == 1.0
+    for bad, message in (({"size": -0.01}, "size must be a finite number >= 0, got -0.01"),
+                         ({"size": float("inf")}, "size must be a finite number >= 0, got inf"),
+                         ({"threshold": 1.01}, r"threshold must be in \[0, 1\], got 1.01"),
+                         ({"threshold": -0.01}, r"threshold must be in \[0, 1\], got -0.01"),
+                         ({"mode": "sometimes"}, "mode must be one of")):
+        with pytest.raises(ValueError, match=message):
+            ExplorationBonus(**bad)
+    assert ExplorationBonus.from_config(None) == ExplorationBonus(mode="off")
+    assert ExplorationBonus.from_config("static") == ExplorationBonus(mode="static")
+    same = ExplorationBonus(threshold=0.3)
+    assert ExplorationBonus.from_config(same) is same
+    assert ExplorationBonus.from_config({"size": 0.2, "items": "all"}) == ExplorationBonus(size=0.2, items="all")
+    assert same.as_dict() == {"mode": "dynamic", "size": 0.1, "threshold": 0.3, "items": "tasks",
+                              "non_task_items": "until_obtained_reliably"}
+    with pytest.raises(ValueError, match="bonus must be an ExplorationBonus, dict, mode name or None, got int"):
+        ExplorationBonus.from_config(3)
