@@ -161,6 +161,60 @@ def _mutmut(workdir: Path, env: dict[str, str], max_children: int, names: list[s
                           cwd=workdir, env=env, capture_output=True, text=True)
 
 
+def summarise(workdir: Path, env: dict[str, str], target: str, tests: list[str], status: dict[str, str],
+              rerun: dict | None, population: int | None, seconds: float | None) -> dict:
+    """Counts, score and survivors (with their diffs) from mutmut's statuses in ``workdir``.
+    Mutants mutmut has not checked (an interrupted run) are counted apart, outside the score."""
+    unchecked = sum(1 for s in status.values() if s == "not checked")
+    status = {n: s for n, s in status.items() if s != "not checked"}
+    counts: dict[str, int] = {}
+    if rerun is not None:
+        counts = {k: v for k, v in rerun["counts"].items() if k in _DEAD}
+    for s in status.values():
+        counts[s] = counts.get(s, 0) + 1
+    alive = sorted(n for n, s in status.items() if s not in _DEAD)
+    equivalent = {n: EQUIVALENT[n] for n in alive if n in EQUIVALENT}
+    dead = sum(counts.get(s, 0) for s in _DEAD)
+    total = sum(counts.values())
+    survivors = [{"mutant": n, "status": status[n], "diff": _mutant_diff(workdir, n, env),
+                  **({"equivalent": equivalent[n]} if n in equivalent else {})} for n in alive]
+    prefix = target.replace("/", ".").removesuffix(".py")
+    stale = sorted(n for n in EQUIVALENT if n.startswith(prefix) and n in status and n not in equivalent)
+    score = dead / max(total, 1)
+    result = {
+        "mutants": total,
+        "counts": counts,
+        "killed": dead,
+        "score": round(score, 4),
+        "equivalent": len(equivalent),
+        "score_without_equivalent": round(dead / max(total - len(equivalent), 1), 4),
+        "seconds": None if seconds is None else round(seconds, 1),
+        "tests": tests,
+        "survivors": survivors,
+        **({"stale_equivalent_names": stale} if stale else {}),
+        **({"not_checked": unchecked} if unchecked else {}),
+    }
+    if population is not None and population != total:
+        result.update(population=population, sampled=True, sample_seed=29,
+                      score_95ci_halfwidth=round(1.96 * math.sqrt(score * (1 - score) / max(total, 1))
+                                                 * math.sqrt(max(1 - total / population, 0.0)), 4))
+    if rerun is not None:
+        result["reran_survivors_of"] = rerun.get("label")
+        for key in ("sampled", "sample_seed", "not_checked_before"):
+            if key in rerun:
+                result[key] = rerun[key]
+        if "not_checked" in rerun:
+            result["not_checked_before"] = rerun["not_checked"]
+    return result
+
+
+def from_workdir(target: str, workdir: Path) -> dict:
+    """The result of an earlier (possibly interrupted) run kept with --keep."""
+    env = dict(os.environ, PYTHONPATH="")
+    tests = [t for t in TARGETS[target][1] if (workdir / t).exists()]
+    return summarise(workdir, env, target, tests, _statuses(workdir), None, None, None)
+
+
 def run_target(target: str, max_children: int, keep: bool, sample: int | None = None,
                rerun: dict | None = None) -> dict:
     """Run mutmut on one target; return its counts, score and surviving mutants.
@@ -194,39 +248,7 @@ def run_target(target: str, max_children: int, keep: bool, sample: int | None = 
             status = {n: status.get(n, "not checked") for n in names}
         if not status and rerun is None:
             raise RuntimeError(f"mutmut produced no results for {target}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
-        counts: dict[str, int] = {}
-        if rerun is not None:
-            counts = {k: v for k, v in rerun["counts"].items() if k in _DEAD}
-        for s in status.values():
-            counts[s] = counts.get(s, 0) + 1
-        alive = sorted(n for n, s in status.items() if s not in _DEAD)
-        equivalent = {n: EQUIVALENT[n] for n in alive if n in EQUIVALENT}
-        dead = sum(counts.get(s, 0) for s in _DEAD)
-        total = sum(counts.values())
-        survivors = [{"mutant": n, "status": status[n], "diff": _mutant_diff(workdir, n, env),
-                      **({"equivalent": equivalent[n]} if n in equivalent else {})} for n in alive]
-        prefix = target.replace("/", ".").removesuffix(".py")
-        stale = sorted(n for n in EQUIVALENT if n.startswith(prefix) and n in status and n not in equivalent)
-        score = dead / total
-        result = {
-            "mutants": total,
-            "counts": counts,
-            "killed": dead,
-            "score": round(score, 4),
-            "equivalent": len(equivalent),
-            "score_without_equivalent": round(dead / max(total - len(equivalent), 1), 4),
-            "seconds": round(seconds, 1),
-            "tests": tests,
-            "survivors": survivors,
-            **({"stale_equivalent_names": stale} if stale else {}),
-        }
-        if population is not None and population != total:
-            result.update(population=population, sampled=True, sample_seed=29,
-                          score_95ci_halfwidth=round(1.96 * math.sqrt(score * (1 - score) / total)
-                                                     * math.sqrt(1 - total / population), 4))
-        if rerun is not None:
-            result["reran_survivors_of"] = rerun.get("label")
-        return result
+        return summarise(workdir, env, target, tests, status, rerun, population, seconds)
     finally:
         if keep:
             print(f"kept {workdir}", file=sys.stderr)
@@ -250,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="test only the survivors stored under LABEL (after adding tests); its kills count")
     parser.add_argument("--tests-from", metavar="GIT_REF",
                         help="use the tests/ of this commit (e.g. main, for the score before new tests)")
+    parser.add_argument("--from-workdir", type=Path, metavar="DIR",
+                        help="record the results of a run kept with --keep in DIR (one --target)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies (to inspect with `mutmut show`)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -268,15 +292,19 @@ def main(argv: list[str] | None = None) -> int:
         rerun = None
         if args.rerun_survivors_of:
             rerun = dict(runs[target][args.rerun_survivors_of], label=args.rerun_survivors_of)
-        result = run_target(target, args.max_children, args.keep, args.sample, rerun)
-        result.update(commit=_git_commit(), host=platform.node(), cpus=os.cpu_count(),
+        if args.from_workdir:
+            result = from_workdir(target, args.from_workdir)
+        else:
+            result = run_target(target, args.max_children, args.keep, args.sample, rerun)
+        result.update(commit=_git_commit(), tests_from=args.tests_from or "work tree", host=platform.node(),
+                      cpus=os.cpu_count(),
                       date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         runs.setdefault(target, {})[args.label] = result
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(data, indent=1) + "\n")  # after each target: a long run keeps its parts
         left = len(result["survivors"]) - result["equivalent"]
         print(f"{target:40s} {args.label:8s} {result['mutants']:8d} {result['killed']:7d} {result['score']:7.1%} "
-              f"{result['score_without_equivalent']:7.1%} {left:5d} {result['seconds']:7.0f}")
+              f"{result['score_without_equivalent']:7.1%} {left:5d} {result['seconds'] or 0:7.0f}")
     return 0
 
 
