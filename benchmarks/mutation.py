@@ -24,6 +24,8 @@ into what the file already holds) and prints a table.
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import json
 import math
 import os
@@ -73,11 +75,21 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
         ["policies/architectures/*.py"],
         ["tests/test_policies.py", "tests/test_care.py", "tests/test_numerics.py"],
     ),
+    # The Gram matrix and weighted sum under every combiner: each mutant there runs every combiner
+    # test (minutes each on a loaded 2-core machine), so it is scored on a sample (--sample).
+    "policies/combiners/base.py": (
+        ["policies/combiners/base.py"],
+        ["tests/test_combiners.py", "tests/test_numerics.py", "tests/test_pcgrad_algorithm1.py",
+         "tests/test_combiner_known_answers.py"],
+    ),
     "orchestrator/rl/curriculum_wrapper.py": (
         ["orchestrator/rl/curriculum_wrapper.py"],
         ["tests/test_curriculum_wrapper.py"],
     ),
 }
+
+# Files a target leaves to a target of their own.
+EXCLUDED: dict[str, list[str]] = {"policies/combiners": ["policies/combiners/base.py"]}
 
 # Survivors no test can kill, by mutmut's name, with the reason.  Checked against each
 # run: a name listed here that did not survive is reported as "stale".
@@ -125,6 +137,7 @@ def _scratch_copy(target: str, dest: Path) -> list[str]:
     settings = {
         "source_paths": list(PACKAGES),
         "only_mutate": mutate,
+        "do_not_mutate": EXCLUDED.get(target, []),
         "also_copy": ["configs/"],
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
@@ -141,16 +154,37 @@ def _scratch_copy(target: str, dest: Path) -> list[str]:
     return tests
 
 
+_FUNCTIONS: dict[Path, dict[str, str]] = {}
+
+
 def _mutant_diff(workdir: Path, name: str, env: dict[str, str]) -> str:
-    out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=workdir, env=env,
-                         capture_output=True, text=True)
-    return "\n".join(line for line in out.stdout.splitlines()[1:] if line.startswith(("+", "-"))
-                     and not line.startswith(("+++", "---")))
+    """The changed lines of mutant ``name`` (``-`` original, ``+`` mutant), read from the
+    mutated module's source: mutmut keeps each mutant as a function beside ``..._orig``."""
+    module, _, function = name.rpartition("__mutmut_")[0].rpartition(".")
+    path = workdir / "mutants" / (module.replace(".", "/") + ".py")
+    if not path.exists():  # a package's __init__.py
+        path = workdir / "mutants" / module.replace(".", "/") / "__init__.py"
+    if path not in _FUNCTIONS:
+        text = path.read_text()
+        _FUNCTIONS[path] = {node.name: ast.get_source_segment(text, node) or ""
+                            for node in ast.walk(ast.parse(text)) if isinstance(node, ast.FunctionDef)}
+    sources = _FUNCTIONS[path]
+    suffix = name.rpartition(".")[2]
+    original = sources.get(f"{function}__mutmut_orig", "").splitlines()
+    mutant = sources.get(suffix, "").splitlines()
+    original = [original[0].replace("__mutmut_orig", "")] + original[1:] if original else original
+    mutant = [mutant[0].replace(suffix.rpartition("__mutmut_")[1] + suffix.rpartition("__mutmut_")[2], "")] + mutant[1:] \
+        if mutant else mutant
+    return "\n".join(line for line in difflib.unified_diff(original, mutant, lineterm="", n=0)
+                     if line.startswith(("+", "-")) and not line.startswith(("+++", "---")))
 
 
-def _statuses(workdir: Path) -> dict[str, str]:
+def _statuses(workdir: Path, target: str | None = None) -> dict[str, str]:
     status: dict[str, str] = {}
+    excluded = [workdir / "mutants" / f"{path}.meta" for path in EXCLUDED.get(target or "", [])]
     for meta in (workdir / "mutants").rglob("*.py.meta"):
+        if meta in excluded:
+            continue
         for name, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
             status[name] = "not checked" if code is None else _STATUS.get(code, "suspicious")
     return status
@@ -212,7 +246,7 @@ def from_workdir(target: str, workdir: Path) -> dict:
     """The result of an earlier (possibly interrupted) run kept with --keep."""
     env = dict(os.environ, PYTHONPATH="")
     tests = [t for t in TARGETS[target][1] if (workdir / t).exists()]
-    return summarise(workdir, env, target, tests, _statuses(workdir), None, None, None)
+    return summarise(workdir, env, target, tests, _statuses(workdir, target), None, None, None)
 
 
 def run_target(target: str, max_children: int, keep: bool, sample: int | None = None,
@@ -238,12 +272,12 @@ def run_target(target: str, max_children: int, keep: bool, sample: int | None = 
             population = rerun.get("population", rerun["mutants"])
         elif sample is not None:
             _mutmut(workdir, env, max_children, ["__list_only__"])  # generates mutants and stats, tests none
-            everything = sorted(_statuses(workdir))
+            everything = sorted(_statuses(workdir, target))
             population = len(everything)
             names = sorted(random.Random(29).sample(everything, min(sample, population)))
         run = _mutmut(workdir, env, max_children, names) if (names or rerun is None) else None
         seconds = time.perf_counter() - start
-        status = _statuses(workdir)
+        status = _statuses(workdir, target)
         if names:
             status = {n: status.get(n, "not checked") for n in names}
         if not status and rerun is None:

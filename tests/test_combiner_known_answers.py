@@ -189,5 +189,6 @@ def test_pareto_constraint_values_by_hand() -> None:
 
 def test_preference_vectors_known_values() -> None:
     np.testing.assert_allclose(preference_vectors(2, 2), [[1, 0], [0, 1]], atol=1e-15)
+    np.testing.assert_array_equal(preference_vectors(3, 4), preference_vectors(3, 4, seed=0))  # default seed 0
     v = np.abs(np.random.default_rng(5).standard_normal((4, 3)))
     np.testing.assert_allclose(preference_vectors(3, 4, seed=5), v / np.linalg.norm(v, axis=1, keepdims=True))
