@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from curricula import EpisodeOutcomes, LearningProgressCurriculum
+from curricula.learning_progress import learning_progress_setting_error
 from curricula.exploration_bonus import ExplorationBonus
 from curricula.sampling import learning_progress_probabilities as lp_probabilities
 
@@ -181,3 +182,44 @@ def test_bonus_settings_edges() -> None:
                               "non_task_items": "until_obtained_reliably"}
     with pytest.raises(ValueError, match="bonus must be an ExplorationBonus, dict, mode name or None, got int"):
         ExplorationBonus.from_config(3)
+
+
+def test_setting_error_names_the_one_setting_that_never_tries_a_task() -> None:
+    message = learning_progress_setting_error(0.0, 0.0)
+    assert message == ("untried_weight=0 with uniform_mix=0 never samples a task that was not tried before the "
+                       "first update (its probability stays 0 for ever); set uniform_mix > 0 or untried_weight > 0")
+    assert learning_progress_setting_error(0.0, 0.0, "online") == message
+    assert learning_progress_setting_error(0.0, 0.0, "evaluation") is None  # evaluation measures every task
+    assert learning_progress_setting_error(0.1, 0.0) is None
+    assert learning_progress_setting_error(0.0, 0.5) is None
+    assert learning_progress_setting_error(1.0, 1.0) is None
+
+
+def test_the_scheduler_warns_the_caller_about_that_setting(recwarn) -> None:
+    with pytest.warns(RuntimeWarning, match="untried_weight=0 with uniform_mix=0 never samples") as caught:
+        LearningProgressCurriculum(["a", "b"], untried_weight=0.0, uniform_mix=0.0)
+    assert [w.filename for w in caught] == [__file__]  # stacklevel 2: the line that built it
+    recwarn.clear()
+    LearningProgressCurriculum(["a", "b"], untried_weight=0.0, uniform_mix=0.0, success_source="evaluation",
+                               evaluation_interval_steps=1000)
+    LearningProgressCurriculum(["a", "b"], untried_weight=0.0, uniform_mix=0.1)
+    LearningProgressCurriculum(["a", "b"], untried_weight=0.5, uniform_mix=0.0)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_config_holds_every_learning_progress_setting() -> None:
+    c = LearningProgressCurriculum(["a", "b", "c"], temperature=0.5, uniform_mix=0.2, untried_weight=0.3,
+                                   by_product_weight=0.4, frontier_weight=0.6, prerequisites=[[], [0], [0, 1]])
+    config = c.config()
+    assert {k: config[k] for k in ("temperature", "uniform_mix", "untried_weight", "by_product_weight",
+                                   "frontier_weight", "prerequisites")} == {
+        "temperature": 0.5, "uniform_mix": 0.2, "untried_weight": 0.3, "by_product_weight": 0.4,
+        "frontier_weight": 0.6, "prerequisites": [[], [0], [0, 1]]}
+
+
+def test_infinite_weights_are_refused_and_bad_ids_listed_five_at_most() -> None:
+    for name in ("untried_weight", "by_product_weight"):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0, got inf"):
+            LearningProgressCurriculum(["a", "b"], **{name: float("inf")})
+    with pytest.raises(ValueError, match=r"outside 0..1: \[2, 3, 4, 5, 6\]$"):
+        LearningProgressCurriculum(["a", "b"], prerequisites=[[2, 3, 4], [5, 6, 7]])
