@@ -11,7 +11,8 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from policies.combiners import MGDA, PCGrad, ParetoMTL, SumCombiner, build_combiner, min_norm_weights, preference_vectors
+from policies.combiners import (MGDA, PCGrad, ParetoMTL, SumCombiner, build_combiner, min_norm_two, min_norm_weights,
+                                preference_vectors)
 from test_pcgrad_algorithm1 import algorithm1
 
 
@@ -192,3 +193,33 @@ def test_preference_vectors_known_values() -> None:
     np.testing.assert_array_equal(preference_vectors(3, 4), preference_vectors(3, 4, seed=0))  # default seed 0
     v = np.abs(np.random.default_rng(5).standard_normal((4, 3)))
     np.testing.assert_allclose(preference_vectors(3, 4, seed=5), v / np.linalg.norm(v, axis=1, keepdims=True))
+
+
+# -- the min-norm solver ---------------------------------------------------------------------------
+
+def test_min_norm_small_cases_and_refusals() -> None:
+    one = min_norm_weights(np.array([[4.0]]))
+    assert one.dtype == torch.float64 and one.tolist() == [1.0]
+    zeros = min_norm_weights(np.zeros((3, 3)))  # all vectors 0: every point of the hull is the min
+    assert zeros.dtype == torch.float64 and zeros.tolist() == [1 / 3] * 3
+    with pytest.raises(ValueError, match=r"^min_norm_weights needs a finite Gram matrix \(drop non-finite vectors "
+                                         r"first\)$"):
+        min_norm_weights(np.array([[1.0, np.nan], [np.nan, 1.0]]))
+    # Two vectors equal up to round-off, of different lengths: any gamma is the same point, 0.5.
+    assert min_norm_two(1.0, 1.0 + 1e-9, 1.0 + 2e-9) == 0.5
+    assert min_norm_two(1.0, 1.0, 1.0) == 0.5
+    assert min_norm_two(4.0, 0.0, 1.0) == pytest.approx(0.2)  # [2, 0] and [0, 1]
+
+
+@pytest.mark.parametrize("k", range(3, 9))
+def test_min_norm_weights_match_a_generic_solver(k: int) -> None:
+    rng = np.random.default_rng(40 + k)
+    for dim in (2, k + 1):  # more vectors than dimensions (a face of the hull), and fewer
+        v = rng.normal(size=(k, dim)) + (0.5 if dim == 2 else 0.0)
+        lam = min_norm_weights(v @ v.T).numpy()
+        assert lam.dtype == np.float64 and (lam >= 0).all() and lam.sum() == pytest.approx(1.0, abs=1e-12)
+        reference = _min_norm_on_simplex(v)
+        got, best = np.linalg.norm(lam @ v), np.linalg.norm(reference @ v)
+        assert got <= best + 1e-9
+        if dim > k - 1:  # vectors in general position: the minimiser is unique
+            np.testing.assert_allclose(lam, reference, atol=1e-6)
