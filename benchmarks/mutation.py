@@ -242,6 +242,20 @@ def summarise(workdir: Path, env: dict[str, str], target: str, tests: list[str],
     return result
 
 
+def apply_equivalents(result: dict) -> dict:
+    """Mark the stored survivors listed in EQUIVALENT and recompute the adjusted score (after
+    a survivor has been judged, without running anything again)."""
+    marked = 0
+    for survivor in result["survivors"]:
+        survivor.pop("equivalent", None)
+        if survivor["mutant"] in EQUIVALENT:
+            survivor["equivalent"] = EQUIVALENT[survivor["mutant"]]
+            marked += 1
+    result["equivalent"] = marked
+    result["score_without_equivalent"] = round(result["killed"] / max(result["mutants"] - marked, 1), 4)
+    return result
+
+
 def from_workdir(target: str, workdir: Path) -> dict:
     """The result of an earlier (possibly interrupted) run kept with --keep."""
     env = dict(os.environ, PYTHONPATH="")
@@ -308,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="use the tests/ of this commit (e.g. main, for the score before new tests)")
     parser.add_argument("--from-workdir", type=Path, metavar="DIR",
                         help="record the results of a run kept with --keep in DIR (one --target)")
+    parser.add_argument("--refresh-equivalents", action="store_true",
+                        help="only re-apply EQUIVALENT to the stored results (runs nothing)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies (to inspect with `mutmut show`)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -321,6 +337,16 @@ def main(argv: list[str] | None = None) -> int:
     data.setdefault("tool", "mutmut")
     data["equivalent_mutants"] = EQUIVALENT
     runs = data.setdefault("runs", {})
+    if args.refresh_equivalents:
+        for labels in runs.values():
+            for result in labels.values():
+                apply_equivalents(result)
+        args.out.write_text(json.dumps(data, indent=1) + "\n")
+        for target, labels in runs.items():
+            for label, r in labels.items():
+                print(f"{target:40s} {label:8s} {r['mutants']:6d} killed {r['killed']:5d} {r['score']:7.1%} "
+                      f"without {r['equivalent']} equivalent {r['score_without_equivalent']:7.1%}")
+        return 0
     print(f"{'target':40s} {'label':8s} {'mutants':>8s} {'killed':>7s} {'score':>7s} {'adj.':>7s} {'left':>5s} {'s':>7s}")
     for target in args.target or list(TARGETS):
         rerun = None

@@ -223,3 +223,14 @@ def test_min_norm_weights_match_a_generic_solver(k: int) -> None:
         assert got <= best + 1e-9
         if dim > k - 1:  # vectors in general position: the minimiser is unique
             np.testing.assert_allclose(lam, reference, atol=1e-6)
+
+
+def test_pcgrad_float32_near_the_top_of_the_range_sums_in_float64() -> None:
+    # No pair conflicts (each dot >= 0.41e76), so PCGrad is the plain sum: [2e38, 3.15e38 x 4], finite in
+    # float32. Summed in float32 the first column passes through 4e38 (inf) before the third row
+    # brings it back: sum |w_t| ||g_t|| > float32 max sends the sum through float64.
+    c = 1.05e38
+    g = torch.tensor([[2e38, c, c, c, c], [2e38, c, c, c, c], [-2e38, c, c, c, c]], dtype=torch.float32)
+    out = PCGrad(3)(g)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), g.double().sum(0).float().double())
