@@ -1,13 +1,18 @@
-"""Env-steps/s of RLlib PPO training: the quickstart's settings before and after issue 13, as a
-ratio to bare env stepping (default), or the curriculum wrapper's cost (``--mode curriculum``).
+"""Env-steps/s of RLlib PPO training on Simon Says against a minimal PPO loop in plain torch
+(default), or the curriculum wrapper's cost (``--mode curriculum``).
 
-`--mode settings`: PPO algorithms for each arm are built side by side on one local Ray and
-trained in alternation (A, B, C, A, B, C, ...), so machine noise hits every arm alike; bare
-vector-env stepping (random valid actions, same env settings) is measured in the same run.
+`--mode shipped` (default): the quickstart config as shipped, its one-core form (sampling in
+the driver) and its EnvRunner form without overlap, against `benchmarks.minimal_ppo` (the same
+env, tasks, mask, network and PPO settings in ~150 lines of torch on one thread) and bare
+vector-env stepping, all in one run. Arms take turns in blocks of ``--block`` iterations (the
+first of each block is not counted; a block ends once no sample request is in flight), so
+machine noise hits every arm alike. Then `mto train configs/quickstart.yaml` runs as a user runs
+it, and the throughput its progress line showed (MLflow's ``env_steps_per_second``) is reported
+beside the harness figure.
 `--mode curriculum`: the same PPO with and without the curriculum wrapper + actor; the
 overhead is the ratio of their median throughputs.
 
-    python -m benchmarks.rl_throughput [--mode settings|curriculum] [--iterations 8]
+    python -m benchmarks.rl_throughput [--mode shipped|curriculum] [--rounds 4] [--block 3]
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,70 +35,142 @@ REPO = Path(__file__).resolve().parent.parent
 BEFORE = ["task.action_mask=false", "bonus.scope=all_items", "rl.num_env_runners=1", "rl.lean_connectors=false",
           "rl.learner_threads=null", "rl.num_envs_per_env_runner=64", "rl.train_batch_size=4096",
           "rl.minibatch_size=512", "rl.num_epochs=3"]
-SETTINGS_ARMS = {
-    "before: RLlib default connectors, 1 EnvRunner, 4k batch, 3 epochs": BEFORE,
-    "after, action mask off": ["task.action_mask=false"],
-    "after: quickstart.yaml as shipped (action mask on)": [],
+MINIMAL = "minimal loop: plain torch, 1 thread, no Ray"
+SHIPPED = "quickstart.yaml as shipped"
+ARMS = {
+    SHIPPED: [],
+    "one core: sampling in the driver (num_env_runners=0)": ["rl.num_env_runners=0", "rl.overlap_sampling=false"],
+    "1 EnvRunner, no overlap": ["rl.num_env_runners=1", "rl.overlap_sampling=false"],
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["settings", "curriculum"], default="settings")
-    parser.add_argument("--iterations", type=int, default=8, help="measured iterations per arm (after 1 warm-up)")
+    parser.add_argument("--mode", choices=["shipped", "curriculum"], default="shipped")
+    parser.add_argument("--rounds", type=int, default=4, help="--mode shipped: turns per arm")
+    parser.add_argument("--block", type=int, default=3, help="--mode shipped: iterations per turn (first not counted)")
+    parser.add_argument("--cli-iterations", type=int, default=20, help="--mode shipped: iterations of the mto train run")
+    parser.add_argument("--iterations", type=int, default=8, help="--mode curriculum: measured iterations per arm")
     parser.add_argument("--envs", type=int, default=128, help="--mode curriculum: envs per runner")
     parser.add_argument("--batch", type=int, default=8192, help="--mode curriculum: train batch")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if args.mode == "settings":
-        settings(args.iterations)
+    if args.mode == "shipped":
+        shipped(args)
     else:
         curriculum(args)
 
 
-def settings(iterations: int) -> None:
-    """PPO training env-steps/s of the quickstart config before/after, and its ratio to bare stepping."""
+def shipped(args) -> None:
+    """The shipped quickstart (and its variants) against the minimal loop and bare stepping, one run."""
     import ray
     import torch
 
+    from benchmarks.minimal_ppo import MinimalPPO, MinimalPPOSettings
     from orchestrator.config import build_scheduler, load_config, resolve_item_names, resolve_task_space
     from orchestrator.rl.algorithm import build_algorithm, env_config_for
     from orchestrator.rl.curriculum_actor import start_curriculum_actor
 
     quickstart = REPO / "configs" / "quickstart.yaml"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    cfgs = {arm: load_config(quickstart, overrides) for arm, overrides in ARMS.items()}
+    names = list(resolve_task_space(cfgs[SHIPPED]).names)
+    minimal = MinimalPPO(MinimalPPOSettings.from_config(cfgs[SHIPPED], names))
+    # Logical CPUs for scheduling only: every arm's EnvRunners must fit at once (they take turns).
+    ray.init(num_cpus=max(4, 2 * (os.cpu_count() or 2)), include_dashboard=False, logging_level="ERROR")
+    rates: dict[str, list[float]] = {MINIMAL: [], **{arm: [] for arm in ARMS}}
+    split: dict[str, list[tuple[float, float]]] = {MINIMAL: []}
+    lags: dict[str, list[float]] = {arm: [] for arm in ARMS}
     try:
-        algos, actors, cfgs = {}, [], {}
-        for i, (arm, overrides) in enumerate(SETTINGS_ARMS.items()):
-            cfg = cfgs[arm] = load_config(quickstart, overrides)
+        algos, actors = {}, []
+        for i, (arm, cfg) in enumerate(cfgs.items()):
             space = resolve_task_space(cfg)
-            name = f"bench-settings-{i}"
+            name = f"bench-shipped-{i}"
             actors.append(start_curriculum_actor(build_scheduler(cfg, space.names, resolve_item_names(cfg)),
                                                  name=name, namespace="bench"))
             algos[arm] = build_algorithm(cfg, env_config_for(cfg, list(space.names), name, "bench"))
-        samples = _alternate(algos, iterations, threads={arm: _threads(cfgs[arm]) for arm in algos},
-                             set_threads=torch.set_num_threads)
+        threads = {arm: _threads(cfg) for arm, cfg in cfgs.items()}
+        for _ in range(args.rounds):
+            for it in range(args.block):
+                sample_s, learn_s = minimal.iteration()
+                if it > 0:
+                    rates[MINIMAL].append(minimal.env_steps_per_iteration / (sample_s + learn_s))
+                    split[MINIMAL].append((sample_s, learn_s))
+            for arm, algo in algos.items():
+                torch.set_num_threads(threads[arm])
+                for it in range(args.block):
+                    t0 = time.perf_counter()
+                    result = algo.train()
+                    dt = time.perf_counter() - t0
+                    if it > 0:
+                        rates[arm].append(result["env_runners"]["num_env_steps_sampled"] / dt)
+                        if "policy_lag" in result:
+                            lags[arm].append(float(result["policy_lag"]))
+                _wait_for_samples_in_flight(algo)
         for algo in algos.values():
             algo.stop()
     finally:
         ray.shutdown()
+    bare = _bare_env_rate(cfgs[SHIPPED])
+    base = statistics.median(rates[MINIMAL])
     rows = []
-    for arm, rates in samples.items():
-        cfg = cfgs[arm]
-        bare = _bare_env_rate(cfg)
-        med = statistics.median(rates)
-        rows.append({"arm": arm, "train_env_steps_per_s": med, "bare_env_steps_per_s": bare,
-                     "ratio_to_bare_env": med / bare, "envs": cfg.rl.num_envs_per_env_runner,
-                     "action_mask": cfg.task.action_mask})
-    before = rows[0]["train_env_steps_per_s"]
-    print(f"{'arm':<66} {'PPO train steps/s':>17} {'vs before':>9} {'bare env steps/s':>16} {'PPO / bare':>10}")
+    for arm, values in rates.items():
+        cfg = cfgs.get(arm, cfgs[SHIPPED])
+        med = statistics.median(values)
+        row = {"arm": arm, "train_env_steps_per_s": med, "min": min(values), "max": max(values),
+               "ratio_to_minimal_loop": med / base, "ratio_to_bare_env": med / bare}
+        if arm in ARMS:
+            row.update(num_env_runners=cfg.rl.num_env_runners, overlap_sampling=cfg.rl.overlap_sampling,
+                       policy_lag_max=max(lags[arm]) if lags[arm] else 0.0)
+        else:
+            row.update(sample_only_env_steps_per_s=minimal.env_steps_per_iteration / statistics.median(a for a, _ in split[MINIMAL]),
+                       learn_only_env_steps_per_s=minimal.env_steps_per_iteration / statistics.median(b for _, b in split[MINIMAL]))
+        rows.append(row)
+    cli = _progress_line_rate(args.cli_iterations)
+    harness = next(r for r in rows if r["arm"] == SHIPPED)["train_env_steps_per_s"]
+    print(f"{'arm':<55} {'env steps/s':>11} {'[min-max]':>17} {'/ minimal':>9} {'/ bare env':>10} {'lag':>4}")
     for r in rows:
-        print(f"{r['arm']:<66} {r['train_env_steps_per_s']:>17,.0f} {r['train_env_steps_per_s'] / before:>8.2f}x "
-              f"{r['bare_env_steps_per_s']:>16,.0f} {r['ratio_to_bare_env']:>10.4f}")
+        span = f"[{r['min']:,.0f}-{r['max']:,.0f}]"
+        lag = f"{r['policy_lag_max']:>4.0f}" if "policy_lag_max" in r else f"{'':>4}"
+        print(f"{r['arm']:<55} {r['train_env_steps_per_s']:>11,.0f} {span:>17} {r['ratio_to_minimal_loop']:>8.2f}x "
+              f"{r['ratio_to_bare_env']:>10.3f} {lag}")
+    minimal_row = rows[0]
+    print(f"minimal loop alone: sampling {minimal_row['sample_only_env_steps_per_s']:,.0f} env steps/s, "
+          f"learning {minimal_row['learn_only_env_steps_per_s']:,.0f}; bare env stepping {bare:,.0f}")
+    print(f"`mto train configs/quickstart.yaml` progress line: median {cli['median']:,.0f} env steps/s "
+          f"(iterations 3-{args.cli_iterations}, measured after the arms), {cli['median'] / harness:.2f}x the harness's "
+          f"figure for the shipped config; whole run {cli['wall_s']:.0f} s")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "rl_throughput.json").write_text(json.dumps(
-        {"mode": "settings", "iterations": iterations, "rows": rows, "samples": samples,
-         "machine": os.uname().nodename, "cpus": os.cpu_count()}, indent=2))
+        {"mode": "shipped", "rounds": args.rounds, "block": args.block, "rows": rows, "samples": rates,
+         "bare_env_steps_per_s": bare, "mto_train_progress_line": cli,
+         "machine": os.uname().nodename, "cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg()}, indent=2))
+
+
+def _wait_for_samples_in_flight(algo) -> None:
+    """Block until the EnvRunners' queued calls (an overlapped sample request) are done, so they do not
+    run during another arm's turn; the batch stays for the arm's next (uncounted) iteration."""
+    if algo.env_runner_group.num_remote_workers():
+        algo.env_runner_group.foreach_env_runner(lambda runner: None, local_env_runner=False)
+
+
+def _progress_line_rate(iterations: int) -> dict:
+    """`mto train configs/quickstart.yaml` for ``iterations``: the env-steps/s its progress line showed."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        uri = f"sqlite:///{run_dir}/mlflow.db"
+        env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "orchestrator.cli", "train", str(REPO / "configs" / "quickstart.yaml"),
+                        "--no-live", "--run-dir", run_dir, "--set", f"training.iterations={iterations}"],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        client = mlflow.MlflowClient(uri)
+        run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
+        history = sorted(client.get_metric_history(run.info.run_id, "env_steps_per_second"), key=lambda m: m.step)
+    values = [m.value for m in history[2:]]  # the first two: module build, first connections
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values,
+            "iterations": iterations, "wall_s": wall}
 
 
 def _threads(cfg) -> int:

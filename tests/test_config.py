@@ -138,15 +138,6 @@ def test_cli_usage_errors_exit_2(capsys):
     assert "rl.num_epochs" in capsys.readouterr().err
 
 
-def test_readme_config_reference_matches_schema():
-    """The README's reference is generated from the schema; regenerate it when the schema changes."""
-    from orchestrator.config_docs import config_reference_markdown
-
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("<!-- CONFIG-REFERENCE:BEGIN -->")[1].split("<!-- CONFIG-REFERENCE:END -->")[0]
-    assert block.strip() == config_reference_markdown().strip(), "run: python -m orchestrator.config_docs --write README.md"
-
-
 def test_off_on_yes_no_stay_strings_in_files_and_overrides(tmp_path):
     """YAML 1.1 would read `off` as False; configs use YAML 1.2 booleans (true/false only)."""
     p = tmp_path / "exp.yaml"

@@ -1,9 +1,11 @@
-"""Every shipped config and every README command, run the way a user runs them: `mto` in a fresh
-process, from a directory laid out like the repository root, with the README's relative paths.
+"""Every shipped config and every documented command, run the way a user runs them: `mto` in a fresh
+process, from a directory laid out like the repository root, with the documentation's relative paths.
 
-The default suite checks that each README command line has a rule here (so a new command cannot go
-untested) and runs the quick ones; `-m slow` runs every shipped config with small `--set` budgets and
-the README's command blocks as written."""
+The documentation is the README and every page of the site (`docs/**/*.md`, with the files the pages
+include through `--8<--` snippets, such as k8s/README.md). The default suite checks that each command
+line of each page's ```bash blocks has a rule here: run, or the reason it is not (so a new command
+cannot go untested); `-m slow` runs every shipped config with small `--set` budgets and each page's
+runnable commands in order."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from test_public_bug_replays import run_mto, user_checkout
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
+DOC_PAGES = [README, *sorted((REPO / "docs").rglob("*.md"))]
 
 SMALL_PPO = ["--set", "training.iterations=1", "--set", "rl.num_envs_per_env_runner=32",
              "--set", "rl.train_batch_size=1024", "--set", "rl.minibatch_size=512",
@@ -77,7 +80,9 @@ SHIPPED_CONFIG_COMMANDS: dict[str, list[list[str]] | str] = {
                                    ["train", "configs/offline_conflict_none.yaml", *SMALL_OFFLINE_TRAIN]],
 }
 
-# README command lines -> how the tests treat them. Every line of every ```bash block must match one.
+# Documented command lines -> how the tests treat them. Every line of every ```bash block must match one.
+K8S_CLUSTER = "needs a Kubernetes cluster (none here): tests/test_k8s.py renders every overlay offline and validates it"
+DOCKER = "needs a Docker daemon (none here): tests/test_k8s.py checks the Dockerfile's copies and the image tags"
 README_RULES: list[tuple[str, str]] = [
     (r"^python3\.11 -m venv \.venv$", "install: .ci/run does it on a clean clone"),
     (r"^\. \.venv/bin/activate$", "install: .ci/run does it on a clean clone"),
@@ -85,15 +90,48 @@ README_RULES: list[tuple[str, str]] = [
     (r"^python -m pytest -q$", "this suite"),
     (r"^ray job submit --address http://HEAD:8265 ", "needs a cluster: tests/test_ray_job_submit.py submits to one on loopback"),
     (r"^mlflow ui --backend-store-uri sqlite:///runs/mlflow\.db$", "run"),
-    (r"^mto (train|collect|report|eval) ", "run"),
+    (r"^mto (train|collect|report|eval|check) ", "run"),
     (r"^python -m tasks\.supervised ", "run"),
+    (r"^mkdocs serve$", "a web server: tests/test_docs.py builds the same site with `mkdocs build --strict`"),
+    (r"^python -m benchmarks\.figures$", "tests/test_docs.py draws figures with it from copies of the JSON"),
+    # The Kubernetes guide (k8s/README.md, included by docs/kubernetes.md).
+    (r"^(docker|kind|minikube) ", DOCKER),
+    (r"^kubectl kustomize k8s/overlays/", "tests/test_k8s.py renders every overlay with it (when kubectl is installed)"),
+    (r"^(kubectl|helm) ", K8S_CLUSTER),
+    (r"^(REGISTRY|CLUSTER)=", "sets a shell variable for the cluster commands that follow it"),
+    (r"^export RAY_AUTH_(MODE|TOKEN)=", "sets the Ray token for the cluster commands that follow it"),
+    (r"^ray job (submit|list|logs|stop) --address http://localhost:8265( |$)",
+     "needs the cluster's port-forward: tests/test_ray_job_submit.py submits to a local head on loopback"),
+    (r"^\.venv/bin/pytest tests/test_k8s\.py -q( -m slow)?$", "this suite (tests/test_k8s.py; its slow part under -m slow)"),
 ]
 
 
+def page_text(path: Path) -> str:
+    """A page as mkdocs renders it: `--8<-- "file"` snippet lines replaced by the file (a `:start:end`
+    line range or a `:section` between `--8<-- [start:section]` / `[end:section]` markers)."""
+
+    def include(match: re.Match) -> str:
+        name, _, selector = match.group(1).partition(":")
+        text = (REPO / name).read_text()
+        if not selector:
+            return text
+        if re.fullmatch(r"\d+:\d+", selector):
+            start, end = (int(n) for n in selector.split(":"))
+            return "\n".join(text.splitlines()[start - 1:end])
+        inner = re.search(rf"--8<-- \[start:{re.escape(selector)}\][^\n]*\n(.*?)\n[^\n]*--8<-- \[end:{re.escape(selector)}\]",
+                          text, flags=re.S)
+        assert inner, f"{path}: snippet section {selector!r} not found in {name}"
+        return inner.group(1)
+
+    return re.sub(r'^--8<-- "([^"]+)"$', include, path.read_text(), flags=re.M)
+
+
 def readme_command_lines(text: str) -> list[str]:
-    """Each command of the README's ```bash blocks (comments dropped, `;` and `&&` chains split)."""
+    """Each command of a page's ```bash blocks (comments dropped, `\\` continuations joined, `;` and
+    `&&` chains split)."""
     commands: list[str] = []
     for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        block = re.sub(r"\s*\\\n\s*", " ", block)
         for line in block.splitlines():
             line = re.sub(r"\s+#.*$", "", line).strip()
             if not line or line.startswith("#"):
@@ -111,18 +149,43 @@ def test_every_shipped_config_has_a_user_run():
     assert sorted(SHIPPED_CONFIG_COMMANDS) == shipped, "add the new config's commands to SHIPPED_CONFIG_COMMANDS"
 
 
-def test_every_readme_command_has_a_rule():
-    commands = readme_command_lines(README.read_text())
-    assert len(commands) >= 10
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_documented_command_has_a_rule(page):
+    commands = readme_command_lines(page_text(page))
     missing = [c for c in commands if rule_for(c) is None]
-    assert not missing, f"README commands no test runs or explains: {missing}"
-    assert "mto collect configs/offline_cds.yaml" in commands
-    assert "mto train configs/offline_all.yaml" in commands
+    assert not missing, f"{page.relative_to(REPO)}: commands no test runs or explains: {missing}"
+
+
+def test_the_pages_hold_the_commands_users_look_for():
+    """The parser reads the site: the quick start, the offline section and the included k8s guide."""
+    assert len(DOC_PAGES) >= 15
+    by_page = {p.relative_to(REPO).as_posix(): readme_command_lines(page_text(p)) for p in DOC_PAGES}
+    assert "python -m pytest -q" in by_page["README.md"] and "mto train configs/quickstart.yaml" in by_page["README.md"]
+    assert "mto collect configs/offline_cds.yaml" in by_page["docs/concepts/offline.md"]
+    assert "mto train configs/offline_all.yaml" in by_page["docs/concepts/offline.md"]
+    assert any(c.startswith("helm install kuberay-operator kuberay/kuberay-operator --version") and
+               "--create-namespace" in c for c in by_page["docs/kubernetes.md"])  # a `\\` continuation, joined
+    assert sum(len(c) for c in by_page.values()) > 0 and len([c for cs in by_page.values() for c in cs]) >= 60
+
+
+def test_the_readme_install_and_test_lines_are_what_ci_runs():
+    """`.ci/run` runs the README's quick-start install line and test command, character for character."""
+    ci = (REPO / ".ci/run").read_text()
+    commands = readme_command_lines(README.read_text())
+    install = next(c for c in commands if c.startswith("pip install -e "))
+    assert f"\n{install}\n" in ci and "\npython -m pytest -q\n" in ci
+    assert "python -m pytest -q" in commands
 
 
 def test_readme_command_parser_splits_chains_and_drops_comments():
-    text = "x\n```bash\n# a comment\na --b 'c d' && e   # note\nf; g\n```\n```yaml\nnot: this\n```\n"
-    assert readme_command_lines(text) == ["a --b 'c d'", "e", "f", "g"]
+    text = "x\n```bash\n# a comment\na --b 'c d' && e   # note\nf; g\nh \\\n  --i j\n```\n```yaml\nnot: this\n```\n"
+    assert readme_command_lines(text) == ["a --b 'c d'", "e", "f", "g", "h --i j"]
+
+
+def test_snippet_includes_are_expanded_as_mkdocs_does(tmp_path):
+    assert "helm install kuberay-operator" in page_text(REPO / "docs/kubernetes.md")
+    assert "| **Curricula** |" in page_text(REPO / "docs/index.md")
+    assert "## Quick start" not in page_text(REPO / "docs/index.md")  # the features section only
 
 
 # --------------------------------------------------------------------------- slow: run them
@@ -160,6 +223,11 @@ def small_budget(argv: list[str]) -> list[str]:
 
 
 def _readme_as_run(command: str, root: Path, last_run: list[str]) -> subprocess.CompletedProcess | None:
+    if re.search(r"<run[^>]*>", command) and not last_run:  # a page that reads a run it did not train
+        done = run_mto(["train", "configs/smoke.yaml", *small_budget(["mto", "train", "configs/smoke.yaml"])], root,
+                       timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        last_run.append(sorted((root / "runs").glob("smoke-*-*"), key=lambda p: p.stat().st_mtime)[-1].name)
     command = re.sub(r"<run[^>]*>", lambda _: shlex.quote(last_run[-1]), command)
     argv = shlex.split(command)
     if argv[:2] == ["mlflow", "ui"]:
@@ -198,15 +266,20 @@ def _readme_as_run(command: str, root: Path, last_run: list[str]) -> subprocess.
     return done
 
 
+RUNNABLE_PAGES = [p for p in DOC_PAGES if any(rule_for(c) == "run" for c in readme_command_lines(page_text(p)))]
+
+
 @pytest.mark.slow
-def test_readme_commands_run_from_a_checkout(tmp_path):
-    """The README's command blocks in order, from a checkout: each `mto train|collect CONFIG` gets the
-    shipped-config table's budget overrides (seconds, not hours), `<run ...>` is the last run trained;
-    MNIST is not on this machine, so the dataset command writes the synthetic digits."""
+@pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_page_commands_run_from_a_checkout(tmp_path, page):
+    """A page's command blocks in order, from a checkout: each `mto train|collect CONFIG` gets the
+    shipped-config table's budget overrides (seconds, not hours), `<run ...>` is the last run trained
+    (the smoke config, trained first, on a page that trains none before it); MNIST is not on this
+    machine, so the dataset command writes the synthetic digits."""
     root = user_checkout(tmp_path)
     shutil.copy(README, root / "README.md")
     last_run: list[str] = []
-    for command in readme_command_lines(README.read_text()):
+    for command in readme_command_lines(page_text(page)):
         if rule_for(command) != "run":
             continue
         done = _readme_as_run(command, root, last_run)

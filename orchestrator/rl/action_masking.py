@@ -13,8 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import gymnasium as gym
+import torch
 from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
 from ray.rllib.core.columns import Columns
+from torch.distributions.utils import lazy_property
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 
 from policies.action_masking import mask_logits
 
@@ -36,6 +39,35 @@ def flat_observations(obs: Any) -> Any:
 def masked_logits(logits: Any, obs: Any) -> Any:
     """``logits`` with the invalid actions of a masked Dict observation batch masked (flat: unchanged)."""
     return mask_logits(logits, obs[ACTION_MASK]) if isinstance(obs, dict) else logits
+
+
+class _LogSoftmaxCategorical(torch.distributions.Categorical):
+    """torch's `Categorical`, normalised with ``log_softmax`` instead of ``logits - logsumexp``.
+
+    Same distribution. The reason is speed: ``logsumexp``'s exp takes a slow path on the
+    masked entries (about -3.4e38) and cost 4.7 ms per 2,048 x 213 minibatch here, against
+    0.3 ms for ``log_softmax`` (measured on this project's 2-core machine).
+    """
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.logits = torch.log_softmax(logits, dim=-1)
+        self._param = self.logits
+        self._num_events = self.logits.size(-1)
+        torch.distributions.Distribution.__init__(self, self.logits.size()[:-1], validate_args=False)
+
+    @lazy_property
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=-1)
+
+
+class MaskedCategorical(TorchCategorical):
+    """RLlib's `TorchCategorical` (logits only) over `_LogSoftmaxCategorical`: the action
+    distribution of the masked modules, in sampling and in the PPO loss (logp, entropy, KL)."""
+
+    def _get_torch_distribution(self, logits: torch.Tensor = None, probs: torch.Tensor = None):
+        if logits is None:
+            return super()._get_torch_distribution(probs=probs)
+        return _LogSoftmaxCategorical(logits)
 
 
 class ActionMaskedPPOModule(DefaultPPOTorchRLModule):
@@ -65,3 +97,17 @@ class ActionMaskedPPOModule(DefaultPPOTorchRLModule):
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None):
         return super().compute_values({**batch, Columns.OBS: flat_observations(batch[Columns.OBS])}, embeddings)
+
+    def get_train_action_dist_cls(self):
+        return masked_dist_cls(self.action_space, super().get_train_action_dist_cls())
+
+    def get_exploration_action_dist_cls(self):
+        return masked_dist_cls(self.action_space, super().get_exploration_action_dist_cls())
+
+    def get_inference_action_dist_cls(self):
+        return masked_dist_cls(self.action_space, super().get_inference_action_dist_cls())
+
+
+def masked_dist_cls(action_space: gym.Space, default: type) -> type:
+    """`MaskedCategorical` for a Discrete action space, else the module's default distribution."""
+    return MaskedCategorical if isinstance(action_space, gym.spaces.Discrete) else default

@@ -118,8 +118,13 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
 
     register_env(ENV_NAME, make_simon_says_env)
     rl = cfg.rl
+    algo_class = None
+    if rl.overlap_sampling:
+        from orchestrator.rl.overlap import OverlappedPPO
+
+        algo_class = OverlappedPPO
     ppo = (
-        PPOConfig()
+        PPOConfig(algo_class=algo_class)
         .environment(env=ENV_NAME, env_config=env_config)
         .env_runners(
             num_env_runners=rl.num_env_runners,
@@ -148,6 +153,10 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
         .debugging(seed=cfg.seed, log_level="ERROR", log_sys_usage=False)
         .reporting(metrics_num_episodes_for_smoothing=100)
     )
+    if rl.overlap_sampling:
+        # Two weight syncs may be in flight: the one queued behind a runner's sample request and the next.
+        ppo = ppo.env_runners(max_requests_in_flight_per_env_runner=2).training(
+            learner_config_dict={"max_policy_lag": rl.max_policy_lag})
     if rl.lean_connectors:
         from orchestrator.rl.connectors import LeanSingleAgentEnvRunner, lean_env_to_module, lean_module_to_env
 
@@ -157,6 +166,14 @@ def build_ppo_config(cfg: ExperimentConfig, env_config: dict[str, Any], affinity
             module_to_env_connector=lean_module_to_env,
             add_default_connectors_to_env_to_module_pipeline=False,
             add_default_connectors_to_module_to_env_pipeline=False,
+        )
+        from orchestrator.rl.learner_connectors import EpisodesToTrainBatchWithGAE
+
+        gamma, lambda_, decoupled = rl.gamma, rl.lambda_, rl.overlap_sampling
+        ppo = ppo.training(
+            learner_connector=lambda obs_space, act_space: EpisodesToTrainBatchWithGAE(
+                obs_space, act_space, gamma=gamma, lambda_=lambda_, decoupled=decoupled),
+            add_default_connectors_to_learner_pipeline=False,
         )
     if affinity_every and cfg.model.architecture == "mlp":
         raise ValueError("task affinity is measured on a multi-task architecture's shared parameters; "
@@ -283,6 +300,11 @@ def iteration_metrics(result: dict[str, Any]) -> dict[str, float]:
                 "qf_loss", "qf_twin_loss", "alpha_loss", "alpha_value"):  # the last four: SAC
         if key in learner:
             out[f"loss/{key}"] = float(learner[key])
+    from orchestrator.rl.overlap import POLICY_LAG, STALE_STEPS_DROPPED
+
+    for key in (POLICY_LAG, STALE_STEPS_DROPPED):  # rl.overlap_sampling
+        if key in result:
+            out[key] = float(result[key])
     for key, value in learner.items():  # per task, only in iterations where a task was dropped
         if key.startswith(("combiner/dropped_nonfinite/", "alpha/")):  # alpha/<task>: SAC's per-task temperatures
             out[key] = float(value)

@@ -38,7 +38,11 @@ class StackObservations(ConnectorV2):
         obs = kwargs.get(Columns.OBS)
         if obs is None:  # called without the env's data: fall back to the episodes
             obs = [ep.get_observations(-1) for ep in episodes]
-        if isinstance(obs[0], dict):  # Dict observations (e.g. {"obs": ..., "action_mask": ...})
+        if isinstance(obs, dict):  # already batched by the vectorized sampler (orchestrator.rl.vector_sampling)
+            batch[Columns.OBS] = {k: _tensor(v) for k, v in obs.items()}
+        elif isinstance(obs, np.ndarray):
+            batch[Columns.OBS] = _tensor(obs)
+        elif isinstance(obs[0], dict):  # Dict observations (e.g. {"obs": ..., "action_mask": ...})
             batch[Columns.OBS] = {k: _tensor(np.stack([o[k] for o in obs])) for k in obs[0]}
         else:
             batch[Columns.OBS] = _tensor(np.stack(obs))
@@ -87,10 +91,12 @@ def lean_module_to_env(env=None, spaces=None):
 
 
 class LeanSingleAgentEnvRunner(SingleAgentEnvRunner):
-    """`SingleAgentEnvRunner` that skips the per-env, per-step ``on_episode_step`` dispatch
-    when no callback overrides it (RLlib builds a kwargs dict, walks the env's wrapper
-    chain for ``env.unwrapped`` and loops over the callback objects for every env on every
-    step, even when every callback is RLlib's no-op default)."""
+    """`SingleAgentEnvRunner` that samples by timesteps in whole-batch array operations
+    (`orchestrator.rl.vector_sampling`) when no episode callback is configured, and otherwise
+    skips the per-env, per-step ``on_episode_step`` dispatch when no callback overrides it
+    (RLlib builds a kwargs dict, walks the env's wrapper chain for ``env.unwrapped`` and loops
+    over the callback objects for every env on every step, even when every callback is
+    RLlib's no-op default)."""
 
     _skip_step_callbacks: bool | None = None
 
@@ -104,3 +110,12 @@ class LeanSingleAgentEnvRunner(SingleAgentEnvRunner):
             if self._skip_step_callbacks:
                 return
         super()._make_on_episode_callback(which, idx, episodes)
+
+    def _sample(self, *, num_timesteps=None, num_episodes=None, explore: bool, random_actions: bool = False,
+                force_reset: bool = False):
+        from orchestrator.rl.vector_sampling import can_sample_vectorized, sample_vectorized
+
+        if num_episodes is None and can_sample_vectorized(self, num_timesteps, random_actions):
+            return sample_vectorized(self, num_timesteps, explore, force_reset)
+        return super()._sample(num_timesteps=num_timesteps, num_episodes=num_episodes, explore=explore,
+                               random_actions=random_actions, force_reset=force_reset)

@@ -26,7 +26,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 
 from curricula.affinity import TaskAffinity
-from orchestrator.rl.action_masking import flat_observations, masked_logits, unmasked_space
+from orchestrator.rl.action_masking import MaskedCategorical, flat_observations, masked_logits, unmasked_space
 from policies import apply_multitask_backward, build_combiner, build_network
 from policies.affinity import lookahead_losses
 from policies.backward import torch_distributed_allreduce
@@ -74,6 +74,16 @@ class MultiTaskPPOModule(TorchRLModule, ValueFunctionAPI):
         if embeddings is None:
             return self._heads(batch)[:, self.num_actions]
         return embeddings
+
+    # The action space is Discrete; the masked logits' fast Categorical (orchestrator.rl.action_masking).
+    def get_train_action_dist_cls(self):
+        return MaskedCategorical
+
+    def get_exploration_action_dist_cls(self):
+        return MaskedCategorical
+
+    def get_inference_action_dist_cls(self):
+        return MaskedCategorical
 
 
 class MultiTaskPPOLearner(PPOTorchLearner):
