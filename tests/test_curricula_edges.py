@@ -160,7 +160,15 @@ def test_every_item_is_a_task_unless_told() -> None:
     bonus = ExplorationBonus(mode="dynamic", threshold=0.5, items="tasks")
     assert bonus.bonus_items(np.array([0.0, 0.5, np.nan])).tolist() == [True, False, True]
     assert ExplorationBonus(mode="static", items="tasks").bonus_items(np.zeros(3)).tolist() == [True] * 3
-    assert ExplorationBonus(mode="off").bonus_items(np.zeros(3)).tolist() == [False] * 3
+    off = ExplorationBonus(mode="off").bonus_items(np.zeros(3))
+    assert off.dtype == bool and off.tolist() == [False] * 3
+    assert bonus.bonus_items(np.array([0.0, 0.5, np.nan])).dtype == bool
+    # is_task given as 0/1 numbers (e.g. read from a file) means the same as booleans
+    dynamic_all = ExplorationBonus(mode="dynamic", threshold=0.5, items="all")
+    for rule in (bonus, dynamic_all):
+        from_numbers = rule.bonus_items(BONUS_RATE, np.array([1, 1, 0, 0]))
+        assert from_numbers.dtype == bool  # a mask, usable to index the item list
+        assert from_numbers.tolist() == rule.bonus_items(BONUS_RATE, BONUS_IS_TASK).tolist()
 
 
 def test_bonus_settings_edges() -> None:
