@@ -313,6 +313,12 @@ def run_target(target: str, max_children: int, keep: bool, sample: int | None = 
         status = _statuses(workdir, target)
         if names:
             status = {n: status.get(n, "not checked") for n in names}
+        if names and all(s == "not checked" for s in status.values()):
+            raise RuntimeError(f"mutmut checked none of the {len(names)} mutants of {target} (a test failing on the "
+                               f"unmutated code stops it):\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
+        if rerun is not None:  # a survivor mutmut did not get to stays what it was
+            before = {s["mutant"]: s["status"] for s in rerun["survivors"]}
+            status = {n: (before[n] if s == "not checked" else s) for n, s in status.items()}
         if not status and rerun is None:
             raise RuntimeError(f"mutmut produced no results for {target}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
         return summarise(workdir, env, target, tests, status, rerun, population, seconds)
