@@ -160,6 +160,11 @@ def _scratch_copy(target: str, dest: Path) -> list[str]:
     return tests
 
 
+_EB = "curricula.exploration_bonus.xǁExplorationBonusǁbonus_items__mutmut_"
+_F64 = ("the rates arrive as float arrays (float32 or float64); converting to float64 first is exact and "
+        "changes no comparison with the threshold")
+EQUIVALENT.update({_EB + "39": _F64, _EB + "41": _F64, _EB + "58": _F64, _EB + "60": _F64})
+
 _SUM = "policies.combiners.sum.xǁSumCombinerǁcombine__mutmut_"
 _FAST = ("on the CPU the masked general path returns the same sum, weights and dtypes: the fast path is only a "
          "cheaper screen (no mask when the plain sum is finite)")

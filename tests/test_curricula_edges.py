@@ -151,6 +151,10 @@ def test_non_task_items_until_obtained_reliably_at_threshold_edges(threshold, ob
 def test_non_task_items_without_an_obtained_rate_count_as_never_obtained() -> None:
     bonus = ExplorationBonus(mode="dynamic", threshold=0.5, items="all")
     assert bonus.bonus_items(BONUS_RATE, BONUS_IS_TASK).tolist() == [True, False, True, True]
+    # at threshold 0 a never-obtained item (rate 0) is already "reliable": nothing pays; an
+    # unknown rate (NaN) would pay, so the missing rate must be read as 0, not as unknown
+    at_zero = ExplorationBonus(mode="dynamic", threshold=0.0, items="all")
+    assert at_zero.bonus_items(BONUS_RATE, BONUS_IS_TASK).tolist() == [False, False, False, False]
     # "always" ignores the rate and the threshold, even at threshold 0
     always = ExplorationBonus(mode="dynamic", threshold=0.0, items="all", non_task_items="always")
     assert always.bonus_items(BONUS_RATE, BONUS_IS_TASK, np.ones(4)).tolist() == [False, False, True, True]
