@@ -106,6 +106,9 @@ EQUIVALENT: dict[str, str] = {
         "the default success_source is only compared with 'evaluation': any other string is 'online'",
     "curricula.learning_progress.x_learning_progress_setting_error__mutmut_2":
         "the default success_source is only compared with 'evaluation': any other string is 'online'",
+    **{f"curricula.learning_progress.xǁLearningProgressCurriculumǁ__init____mutmut_{n}":
+       "the default success_source read for the warning is only compared with 'evaluation': any other value "
+       "(None, another string) means online" for n in (72, 74, 77, 78)},
     "curricula.learning_progress.xǁLearningProgressCurriculumǁ__init____mutmut_85":
         "the warning's stacklevel: mutmut's trampoline adds a stack frame, so no test run under it sees which "
         "line the warning names (outside mutmut it names the caller's line: checked by hand)",
