@@ -187,6 +187,21 @@ EQUIVALENT.update({
 })
 
 
+_MG = "policies.combiners.mgda.xǁMGDAǁcombine__mutmut_"
+_PA = "policies.combiners.pareto_mtl.xǁParetoMTLǁ"
+_ZERO_ROW = "changes only the logged weight of an all-zero row, which adds 0 to the step whatever its weight"
+EQUIVALENT.update({
+    _MG + "45": "`norms >= 0`: a zero row's scale is then 1 / 1 = 1, the same as the else branch",
+    _MG + "57": _ZERO_ROW, _MG + "58": _ZERO_ROW,
+    _PA + "constraint_values__mutmut_21": "a preference with no weight on the present tasks is 0: 0 / 2 = 0 / 1",
+    _PA + "constraint_values__mutmut_33": "losses are never empty here (combine returns before, with no usable row)",
+    _PA + "constraint_values__mutmut_37": "losses are never empty here (combine returns before, with no usable row)",
+    _PA + "constraint_values__mutmut_44": "F is normalised right after: (F * top) / |F * top| = F / |F| for top > 0",
+    _PA + "combine__mutmut_64": "np.concatenate's default axis is 0",
+    _PA + "combine__mutmut_77": "`total >= 1e-12`: differs only at a total of exactly 1e-12",
+})
+
+
 _FUNCTIONS: dict[Path, dict[str, str]] = {}
 
 

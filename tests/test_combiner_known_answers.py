@@ -234,3 +234,81 @@ def test_pcgrad_float32_near_the_top_of_the_range_sums_in_float64() -> None:
     out = PCGrad(3)(g)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
     torch.testing.assert_close(out.double(), g.double().sum(0).float().double())
+
+
+@pytest.mark.parametrize("normalization", ["l2", "loss+"])
+def test_mgda_with_an_all_zero_row_steps_nowhere(normalization: str) -> None:
+    # A zero gradient puts the origin in the hull: the min-norm point, so the step, is 0 (the
+    # row's norm is 0: its scale stays 1 instead of 1/0).
+    g = torch.tensor([[2.0, 0.0], [0.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    c = MGDA(3, normalization=normalization)
+    out = c(g, torch.tensor([1.0, 2.0, 4.0]))
+    assert out.tolist() == [0.0, 0.0]
+    assert np.isfinite(c.last_weights.numpy()).all()
+
+
+def _mgda_loss_reference(g: np.ndarray, losses: np.ndarray) -> np.ndarray:
+    """'loss' with the product's floor: a loss below eps x the largest counts as that (all 0: no scaling)."""
+    top = np.abs(losses).max()
+    n = np.maximum(np.abs(losses), np.finfo(np.float64).eps * top) if top > 0 else np.ones(len(losses))
+    v = g / n[:, None]
+    return _min_norm_on_simplex(v) @ v
+
+
+@pytest.mark.parametrize("losses", [[0.0, 0.0, 0.0], [0.3, 0.8, 0.5]])
+def test_mgda_loss_normalisation_with_zero_losses(losses) -> None:
+    # All losses 0: nothing to divide by, the 'none' step. Largest loss below 1: still divided.
+    g = np.array([[1.0, 0.2], [0.4, 1.0], [0.9, -0.3]])  # 0 is outside their hull
+    out = MGDA(3, normalization="loss")(torch.from_numpy(g), torch.tensor(losses, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(out, _mgda_loss_reference(g, np.array(losses)), rtol=1e-5, atol=1e-9)
+
+
+def test_pareto_with_every_row_non_finite_steps_nowhere_and_counts_the_step() -> None:
+    c = ParetoMTL(2)
+    for step in (1, 2):
+        out = c(torch.full((2, 3), float("nan")), torch.tensor([1.0, 1.0]))
+        assert out.tolist() == [0.0, 0.0, 0.0] and c.last_weights.tolist() == [0.0, 0.0]
+        assert c.state_dict()["steps"] == step
+    with pytest.raises(ValueError, match=r"^pareto_mtl needs the task losses \(its constraints are on the loss vector\)$"):
+        c(torch.eye(2))
+
+
+def test_pareto_counts_steps_and_a_point_on_the_ray_is_a_feasible_start() -> None:
+    # u = [1, 0], [0, 1], k = 0; losses [1, 1]: G = (u1 - u0) . F/|F| = 0 exactly, on the boundary,
+    # not violated: the feasible start is found at once.
+    c = ParetoMTL(2, preferences=[[1, 0], [0, 1]])
+    g = torch.tensor([[1.0, 0.5], [0.2, 1.0]], dtype=torch.float64)
+    c(g, torch.tensor([1.0, 1.0]))
+    assert c.feasible_start_found and c.state_dict()["steps"] == 1
+    c(g, torch.tensor([1.0, 1.0]))
+    assert c.state_dict()["steps"] == 2
+
+
+def _pareto_phase2_reference(g: np.ndarray, w: np.ndarray, g_values: np.ndarray, epsilon: float) -> np.ndarray:
+    """Phase 2 as in the paper: min-norm over the task gradients and the gradients of the constraints
+    with G_j >= -eps (G_j > 0 for eps = 0), weights rescaled to sum |w_t| = T."""
+    active = w[g_values >= -epsilon] if epsilon > 0 else w[g_values > 0]
+    basis = np.concatenate([np.eye(len(g)), active])
+    lam = _min_norm_on_simplex(basis @ g)
+    weights = lam @ basis
+    return weights * (len(g) / np.abs(weights).sum()) @ g
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.5])
+def test_pareto_phase2_includes_constraints_within_epsilon(epsilon: float) -> None:
+    # 3 preferences, k = 1; losses such that one constraint is at G = -0.2ish (inside eps = 0.5, not 0).
+    prefs = [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]
+    c = ParetoMTL(2, preferences=prefs, preference_index=1, epsilon=epsilon, max_init_steps=0)
+    g = np.array([[1.0, 0.3], [-0.5, 1.0]])
+    losses = np.array([0.5, 0.9])
+    w, g_values = c.constraint_values(losses, np.array([0, 1]))
+    assert ((g_values < 0) & (g_values >= -0.5)).any() and not (g_values > 0).all()
+    out = c(torch.from_numpy(g), torch.from_numpy(losses)).numpy()
+    np.testing.assert_allclose(out, _pareto_phase2_reference(g, w, g_values, epsilon), rtol=1e-5, atol=1e-8)
+
+
+def test_pareto_stationary_point_steps_nowhere() -> None:
+    # Opposite gradients: 0 is in their hull, the phase-2 weights sum to ~0: no step (not 0/0).
+    c = ParetoMTL(2, preferences=[[1, 1], [1, 0]], max_init_steps=0)
+    out = c(torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64), torch.tensor([1.0, 1.0]))
+    assert out.tolist() == [0.0, 0.0]

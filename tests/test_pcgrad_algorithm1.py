@@ -85,3 +85,13 @@ def test_float32_gradients_follow_the_float64_algorithm() -> None:
     assert out.dtype == torch.float32
     expected = algorithm1(g.astype(np.float32).astype(np.float64), torch.Generator().manual_seed(3))
     np.testing.assert_allclose(out.double().numpy(), expected, rtol=1e-5, atol=1e-5 * np.abs(g).max())
+
+
+def test_a_task_whose_running_projection_turns_against_itself_is_not_projected_on_itself() -> None:
+    # Algorithm 1 projects g_i^PC only on the *other* tasks' gradients. Here (seed 3) a running
+    # projection ends with a negative dot with its own g_i when j = i comes up in the order;
+    # projecting on g_i too would give [0.159, 0.052] instead of [0.347, 0.028].
+    g = np.array([[2.0, 0.6], [0.7, -0.5], [-1.6, 0.2]])
+    out = PCGrad(3, seed=3)(torch.from_numpy(g)).numpy()
+    np.testing.assert_allclose(out, algorithm1(g, torch.Generator().manual_seed(3)), rtol=1e-12)
+    np.testing.assert_allclose(out, [0.34722005, 0.02824086], rtol=1e-6)
