@@ -55,6 +55,7 @@ TARGETS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_data_sharing.py",
             "tests/test_grouping.py",
             "tests/test_curricula_edges.py",
+            "tests/test_curricula_contracts.py",
         ],
     ),
     # The sampling rule and the bonus, in full (the package above is large enough to be sampled).
@@ -199,6 +200,21 @@ EQUIVALENT.update({
     _PA + "constraint_values__mutmut_44": "F is normalised right after: (F * top) / |F * top| = F / |F| for top > 0",
     _PA + "combine__mutmut_64": "np.concatenate's default axis is 0",
     _PA + "combine__mutmut_77": "`total >= 1e-12`: differs only at a total of exactly 1e-12",
+})
+
+
+EQUIVALENT.update({
+    "curricula.base.xǁCurriculumǁupdate__mutmut_120": "bool.astype(None) is float64, what astype(np.float64) gives",
+    "curricula.base.xǁCurriculumǁupdate__mutmut_19": "astype(bool, copy=None) copies only if needed, like copy=False",
+    "curricula.success_estimates.xǁSuccessEstimatesǁabsorb__mutmut_15": "astype copies instead of viewing: same values",
+    "curricula.success_estimates.xǁSuccessEstimatesǁ_grow_tables__mutmut_19":
+        "np.errstate(divide=None) leaves the warning setting as it is: only a warning may differ, not a value",
+    "curricula.success_estimates.xǁSuccessEstimatesǁ_grow_tables__mutmut_55":
+        "`small >= 0`: log(0) is -inf, what the else branch gives",
+    "curricula.affinity.xǁTaskAffinityǁload_state_dict__mutmut_31":
+        "the stored scale is a float64 array already (state_dict writes it)",
+    "curricula.data_sharing.xǁRunningThresholdǁload_state_dict__mutmut_42":
+        "np.array of the stored int64 positions is int64 already",
 })
 
 
