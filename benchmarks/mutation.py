@@ -204,6 +204,9 @@ EQUIVALENT.update({
 
 
 EQUIVALENT.update({
+    "curricula.base.xǁCurriculumǁ__init____mutmut_186": "CurriculumDistribution's version defaults to 0",
+    "curricula.base.xǁCurriculumǁload_state_dict__mutmut_33":
+        "the stored successes are the int64 array state_dict wrote: np.array keeps int64",
     "curricula.base.xǁCurriculumǁupdate__mutmut_120": "bool.astype(None) is float64, what astype(np.float64) gives",
     "curricula.base.xǁCurriculumǁupdate__mutmut_19": "astype(bool, copy=None) copies only if needed, like copy=False",
     "curricula.success_estimates.xǁSuccessEstimatesǁabsorb__mutmut_15": "astype copies instead of viewing: same values",
