@@ -199,6 +199,8 @@ EQUIVALENT.update({
     _PA + "constraint_values__mutmut_37": "losses are never empty here (combine returns before, with no usable row)",
     _PA + "constraint_values__mutmut_44": "F is normalised right after: (F * top) / |F * top| = F / |F| for top > 0",
     _PA + "combine__mutmut_64": "np.concatenate's default axis is 0",
+    _PA + "__init____mutmut_11": "integer preferences become float64 in the normalisation right after (prefs / norm)",
+    _PA + "__init____mutmut_13": "integer preferences become float64 in the normalisation right after (prefs / norm)",
     _PA + "combine__mutmut_77": "`total >= 1e-12`: differs only at a total of exactly 1e-12",
 })
 
