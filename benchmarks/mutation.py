@@ -235,7 +235,8 @@ def _mutant_diff(workdir: Path, name: str, env: dict[str, str]) -> str:
         path = workdir / "mutants" / module.replace(".", "/") / "__init__.py"
     if path not in _FUNCTIONS:
         text = path.read_text()
-        _FUNCTIONS[path] = {node.name: ast.get_source_segment(text, node) or ""
+        lines = text.splitlines()  # by line numbers: ast.get_source_segment re-splits the file per call
+        _FUNCTIONS[path] = {node.name: "\n".join(lines[node.lineno - 1:node.end_lineno])
                             for node in ast.walk(ast.parse(text)) if isinstance(node, ast.FunctionDef)}
     sources = _FUNCTIONS[path]
     suffix = name.rpartition(".")[2]
