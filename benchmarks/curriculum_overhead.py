@@ -310,7 +310,9 @@ def main() -> None:
     if not args.no_ray:
         import ray
 
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        from orchestrator.runs.local_ray import secure_local_ray
+
+        secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
         try:
             for batch in args.actor_batches:

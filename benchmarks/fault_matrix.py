@@ -99,14 +99,23 @@ class Cluster:
 
     def __enter__(self) -> "Cluster":
         import ray
+        from ray._private.utils import write_ray_address
 
         port = free_port()
         _own_dashboard_agent_port(free_port())
+        # A temp dir of its own (short: Ray's unix sockets live under it), and this head's address
+        # recorded in it, as `ray start` and ray.cluster_utils.Cluster record theirs. A job submitted
+        # here gets RAY_ADDRESS from that record (JobSupervisor: "auto" in the head's temp dir);
+        # without one Ray falls back to any raylet it finds in `ps`, i.e. possibly another Ray on
+        # this machine, whose GCS then cannot call back into our token-authenticated driver ("The
+        # actor never ran - it was cancelled before it started running").
+        self.temp_dir = tempfile.mkdtemp(prefix="mto-fm-", dir="/tmp")
         # address="local": always a new head, even when a `ray start` on this machine left its
         # address in /tmp/ray/ray_current_cluster (ray.init() would attach to that cluster).
         ray.init(address="local", num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port,
-                 logging_level="ERROR", namespace="fault-matrix")
+                 logging_level="ERROR", namespace="fault-matrix", _temp_dir=self.temp_dir)
         self.address = ray.get_runtime_context().gcs_address
+        write_ray_address(self.address, self.temp_dir)
         # Other Ray instances may run on this machine: the state API must ask this one.
         Cluster.api = f"http://127.0.0.1:{port}"
         return self
@@ -115,6 +124,7 @@ class Cluster:
         import ray
 
         ray.shutdown()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     @staticmethod
     def actors(class_part: str, alive: bool = True) -> list[Any]:
@@ -158,7 +168,7 @@ class Train:
     def iterations(self) -> list[tuple[float, int]]:
         return [(t, int(m.group(1))) for t, line in self.lines if (m := ITER_LINE.match(line))]
 
-    def wait_iteration(self, k: int, timeout: float = 300) -> float:
+    def wait_iteration(self, k: int, timeout: float = 900) -> float:
         """Block until iteration ``k`` is reported; returns when it was."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -171,7 +181,7 @@ class Train:
             time.sleep(0.1)
         raise TimeoutError(f"no iteration {k} within {timeout}s:\n{self.text()[-3000:]}")
 
-    def wait(self, timeout: float = 600) -> int:
+    def wait(self, timeout: float = 1800) -> int:
         rc = self.proc.wait(timeout)
         self._reader.join(10)
         return rc
@@ -188,7 +198,7 @@ class Case:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = self.dir / "runs"
         self.tracking_uri = tracking_uri or f"sqlite:///{self.dir / 'mlflow.db'}"
-        self.env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri, "RAY_AUTH_MODE": "disabled",
+        self.env = {**os.environ, "MLFLOW_TRACKING_URI": self.tracking_uri,
                     "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
         self.env.pop("RAY_ADDRESS", None)
         self.logs = 0
@@ -273,7 +283,7 @@ def _finished(rc: int, facts: dict[str, Any], iterations: int) -> bool:
             and facts["steps_logged"][-1:] == [iterations])
 
 
-def _wait_alive(cluster: Cluster, class_part: str, old_pid: int, timeout: float = 120, count: int = 1) -> float | None:
+def _wait_alive(cluster: Cluster, class_part: str, old_pid: int, timeout: float = 300, count: int = 1) -> float | None:
     """Seconds until ``count`` actors of that class are ALIVE again, none in the killed process (None: never)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
@@ -335,7 +345,7 @@ def case_driver_sigterm(cluster: Cluster, case: Case) -> Row:
     pid = cluster.driver_pid(exclude=os.getpid())
     sent = time.monotonic()
     os.kill(pid, signal.SIGTERM)
-    rc = train.wait(180)
+    rc = train.wait(600)
     exit_s = time.monotonic() - sent
     run = case.runs()[-1]
     facts = run_facts(case, run.info.run_id)
@@ -357,14 +367,15 @@ def case_driver_sigkill_resume(cluster: Cluster, case: Case) -> Row:
     train.wait_iteration(5)
     pid = cluster.driver_pid(exclude=os.getpid())
     os.kill(pid, signal.SIGKILL)
-    train.wait(60)
+    train.wait(300)
     killed_at = time.monotonic()
     run = case.runs()[-1]
     run_id = run.info.run_id
     before = case.history(run_id, "env_steps_total")
     state = json.loads((Path(run.data.tags["mto.run_path"]) / "trainer_state.json").read_text())
-    # The dead driver's actors are reaped by Ray with the job; wait so the resumed run's are the only ones.
-    time.sleep(2)
+    # The dead driver's actors are reaped by Ray with its job; the resumed run's must be the only ones.
+    _wait_for(lambda: not cluster.actors("CurriculumActor") and not cluster.actors("EnvRunner"), 300,
+              "the killed driver's actors were not reaped", every=0.5)
     resumed = case.train(cluster, "--resume", run_id, config=None)
     first = resumed.wait_iteration(state["iteration"] + 1)
     rc = resumed.wait()
@@ -378,10 +389,12 @@ def case_driver_sigkill_resume(cluster: Cluster, case: Case) -> Row:
                else f"resume failed (rc {rc})", facts)
 
 
-def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> Row:
+def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 120) -> Row:
     """`mto train` submitted as a Ray job, then `ray job stop` (SIGTERM to the driver, SIGKILL
-    `RAY_JOB_STOP_WAIT_TIME_S` later; 30 s here, set in the job's runtime env)."""
+    `RAY_JOB_STOP_WAIT_TIME_S` later; 120 s here, set in the job's runtime env: on busy cores the
+    iteration in progress and the final checkpoint can take tens of seconds)."""
     from ray.job_submission import JobStatus, JobSubmissionClient
+    from ray.util.state import list_jobs
 
     client = JobSubmissionClient(Cluster.api)
     entrypoint = (f"{MTO} train {SMOKE} --set run_dir={case.run_dir} --set training.iterations=300 "
@@ -398,12 +411,26 @@ def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> 
             raise
 
     # Generous: on 2 busy cores the job agent and the job's own Ray worker start take minutes.
-    job = _wait_for(submit, 300, "the job agent did not accept the job")
-    _wait_for(lambda: re.search(r"^iter 3/", client.get_job_logs(job), re.M), 600, "the job did not reach iteration 3")
+    job = _wait_for(submit, 300, "the job agent did not accept the job", every=1)
+    ended = (JobStatus.STOPPED, JobStatus.FAILED, JobStatus.SUCCEEDED)
+
+    def at_iteration_3() -> bool:
+        if re.search(r"^iter 3/", client.get_job_logs(job), re.M):
+            return True
+        if (status := client.get_job_status(job)) in ended:  # ended on its own: say so now, not after the timeout
+            logs = client.get_job_logs(job)
+            (case.dir / "job.log").write_text(logs)
+            tail = " | ".join([line for line in logs.splitlines() if line.strip()][-3:])
+            raise RuntimeError(f"the job ended ({status}) before iteration 3 ({case.dir / 'job.log'}): {tail}")
+        return False
+
+    _wait_for(at_iteration_3, 900, "the job did not reach iteration 3", every=0.5)
+    # The job's driver joined this cluster, not another Ray on the machine (see Cluster.__enter__).
+    attached_here = any(j.submission_id == job and j.job_id for j in list_jobs(address=Cluster.api))
     sent = time.monotonic()
     client.stop_job(job)
-    status = _wait_for(lambda: (st := client.get_job_status(job)) in (JobStatus.STOPPED, JobStatus.FAILED,
-                                                                         JobStatus.SUCCEEDED) and st, 120, "job did not stop")
+    # SIGKILL follows the SIGTERM after RAY_JOB_STOP_WAIT_TIME_S: the job has ended well within 300 s.
+    status = _wait_for(lambda: (st := client.get_job_status(job)) in ended and st, 300, "job did not stop", every=0.5)
     stop_s = time.monotonic() - sent
     logs = client.get_job_logs(job)
     (case.dir / "job.log").write_text(logs)
@@ -413,8 +440,8 @@ def case_ray_job_stop(cluster: Cluster, case: Case, wait_s: int | None = 30) -> 
     state = json.loads((Path(facts["run_path"]) / "trainer_state.json").read_text())
     checkpoint_ok = state["checkpoint"].endswith(f"iter_{last:06d}") and Path(state["checkpoint"], "manifest.json").is_file()
     facts.update(job_status=str(status), checkpoint=state["checkpoint"], checkpoint_at_last_iteration=checkpoint_ok,
-                 said_stopped="stopped by SIGTERM" in logs)
-    survived = checkpoint_ok and facts["status"] == "KILLED" and facts["said_stopped"]
+                 said_stopped="stopped by SIGTERM" in logs, driver_attached_here=attached_here)
+    survived = checkpoint_ok and facts["status"] == "KILLED" and facts["said_stopped"] and attached_here
     return Row("`ray job stop` of a submitted run", survived, 0 if checkpoint_ok else None, _episodes_lost(facts), stop_s,
                f"final checkpoint at iteration {last}, job {status}, MLflow {facts['status']}" if survived
                else "see details", facts)
@@ -480,13 +507,14 @@ def case_concurrent_run_dir(cluster: Cluster, case: Case) -> Row:
                "two folders, two MLflow runs, both finished" if survived else "see details", facts)
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    """Poll ``predicate`` every ``every`` s until it returns something truthy (returned)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = predicate()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(every)
     raise TimeoutError(f"{what} within {timeout}s")
 
 
@@ -617,10 +645,8 @@ def case_node_loss(cluster: Cluster, case: Case) -> Row:
     from ray.util.state import list_nodes
 
     ray_cli = str(Path(sys.executable).parent / "ray")
-    # `ray start --address` records the cluster as this machine's default (a later plain ray.init(),
-    # anyone's, would attach to it); what was recorded before is put back afterwards.
-    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-    recorded = current.read_text() if current.is_file() else None
+    # `ray start --address` records the cluster it joined in the head's temp dir, which is the
+    # Cluster's own (not /tmp/ray, where a later plain ray.init(), anyone's, would attach to it).
     worker = subprocess.Popen([ray_cli, "start", "--address", cluster.address, "--num-cpus", "2", "--block",
                                "--disable-usage-stats"], stdout=open(case.dir / "worker_node.log", "w"),
                               stderr=subprocess.STDOUT, start_new_session=True, env=case.env)
@@ -660,10 +686,6 @@ def case_node_loss(cluster: Cluster, case: Case) -> Row:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
-        if recorded is not None:
-            current.write_text(recorded)
-        elif current.is_file() and current.read_text().strip() == cluster.address:
-            current.unlink()
 
 
 CASES: dict[str, Callable[[Cluster, Case], Row]] = {
@@ -715,9 +737,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "fault_matrix.json"))
     parser.add_argument("--keep", action="store_true", help="keep the cases' run folders (printed)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     names = [n for n in args.cases.split(",") if n]
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    # Token auth always; loopback only without node_loss, whose second node must reach the head.
+    secure_local_ray(loopback="node_loss" not in names)
     unknown = [n for n in names if n not in CASES]
     if unknown:
         parser.error(f"unknown cases {unknown}; choose from {list(CASES)}")

@@ -107,7 +107,9 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override for every config")
     parser.add_argument("--out", default=str(RESULTS / "mt10.json"))
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 

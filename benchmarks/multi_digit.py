@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> dict:
         if args.ray_workers:
             import ray
 
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            from orchestrator.runs.local_ray import secure_local_ray
+
+            secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1
             ray.init(num_cpus=max(2, args.ray_workers), include_dashboard=False, log_to_driver=False)
         print(f"{'architecture':<16} {'combiner':<11} {'shared':>8} {'task-sp.':>8}  "
               f"{'left':>6} {'right':>6} {'mean':>6}  (test acc. at best val epoch)  time")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import argparse  # noqa: E402
@@ -36,6 +35,8 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from orchestrator.runs.local_ray import secure_local_ray  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "offline_sharing.json"
 DATASETS = ["help:configs/offline_cds.yaml", "hurt:configs/offline_conflict_cds.yaml"]
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for training")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1, for the Ray the runs start
 
     t0 = time.perf_counter()
     parts = {}

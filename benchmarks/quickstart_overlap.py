@@ -26,6 +26,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
+MASTERY = 0.9  # the quickstart's training.mastery_threshold
 ARMS = {
     "overlapped": [],  # as shipped
     "driver": ["rl.num_env_runners=0", "rl.overlap_sampling=false"],
@@ -53,7 +54,7 @@ def run_quickstart(seed: int, overrides: list[str], run_dir: Path) -> dict:
                  for key in metrics if not key.startswith(("env_steps_per_second", "iteration_seconds"))}
     return {"seed": seed, "wall_s": wall, "env_steps": metrics["env_steps_total"],
             "mastered": int(metrics["items_mastered"]), "mean_success": metrics["mean_success"],
-            "mastered_items": sorted(t for t, s in success.items() if s >= 0.5), "success": success,
+            "mastered_items": sorted(t for t, s in success.items() if s >= MASTERY), "success": success,
             "progress_line_env_steps_per_s": statistics.median(rates[2:]),
             "policy_lag_max": max((v for _, v in histories.get("policy_lag", [])), default=0.0),
             "_histories": histories}
@@ -69,7 +70,9 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--repeat", action="store_true", help="run the first arm's first seed twice, compare histories")
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1; `mto` below inherits it
     runs: dict[str, list[dict]] = {arm: [] for arm in args.arms}
     repeat = None
     with tempfile.TemporaryDirectory() as tmp:

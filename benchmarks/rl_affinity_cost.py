@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=8, help="measured iterations per arm (after 1 warm-up)")
     parser.add_argument("--every", type=int, nargs="+", default=[1, 4], help="affinity_every values to compare")
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1
 
     import numpy as np
     import ray

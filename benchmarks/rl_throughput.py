@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=128, help="--mode curriculum: envs per runner")
     parser.add_argument("--batch", type=int, default=8192, help="--mode curriculum: train batch")
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1
     if args.mode == "shipped":
         shipped(args)
     else:
@@ -76,7 +78,9 @@ def shipped(args) -> None:
     names = list(resolve_task_space(cfgs[SHIPPED]).names)
     minimal = MinimalPPO(MinimalPPOSettings.from_config(cfgs[SHIPPED], names))
     # Logical CPUs for scheduling only: every arm's EnvRunners must fit at once (they take turns).
-    ray.init(num_cpus=max(4, 2 * (os.cpu_count() or 2)), include_dashboard=False, logging_level="ERROR")
+    # Workers at the driver's priority, as in the local Ray `mto train` starts (orchestrator.runs.session).
+    ray.init(num_cpus=max(4, 2 * (os.cpu_count() or 2)), include_dashboard=False, logging_level="ERROR",
+             _system_config={"worker_niceness": 0})
     rates: dict[str, list[float]] = {MINIMAL: [], **{arm: [] for arm in ARMS}}
     split: dict[str, list[tuple[float, float]]] = {MINIMAL: []}
     lags: dict[str, list[float]] = {arm: [] for arm in ARMS}

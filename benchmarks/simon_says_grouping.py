@@ -28,7 +28,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
     import numpy as np

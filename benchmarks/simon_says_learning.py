@@ -203,7 +203,9 @@ def main() -> None:
     if args.merge:
         merge(Path(args.out))
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1
 
     import mlflow
     import ray

@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "soak_rss.json"))
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="mto-soak-"))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "RAY_AUTH_MODE": "disabled",
+    from orchestrator.runs.local_ray import secure_local_ray
+
+    secure_local_ray()  # token auth (Ray-generated token), one node on 127.0.0.1; `mto` below inherits it
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
            "RAY_USAGE_STATS_ENABLED": "0", "COLUMNS": "200"}
     env.pop("RAY_ADDRESS", None)
     sets = [x for o in args.overrides for x in ("--set", o)]

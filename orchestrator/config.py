@@ -79,6 +79,13 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message says where and why."""
 
 
+def one_path_component(value: str) -> str:
+    """``value`` if it names one file or folder (run folders and report folders are named after it)."""
+    if value in (".", "..") or any(sep in value for sep in ("/", "\\", "\0")):
+        raise ValueError(f"'{value}' must be one path component: no '/', '\\', '..' or '.'")
+    return value
+
+
 class _Section(BaseModel):
     # Unknown keys are typos far more often than intentional: refuse them. A float field never
     # takes inf or nan (`lr: .inf` passed `gt=0`), nor the strings "inf" / "nan".
@@ -317,6 +324,11 @@ class TrackingConfig(_Section):
     experiment: str = Field("mto", description="MLflow experiment name")
     run_name: str | None = Field(None, description="MLflow run name (default: the run folder name)")
 
+    @field_validator("run_name")
+    @classmethod
+    def _one_component(cls, value: str | None) -> str | None:
+        return value if value is None else one_path_component(value)  # report folders are named after it
+
 
 class ExperimentConfig(_Section):
     """One runnable experiment."""
@@ -344,6 +356,11 @@ class ExperimentConfig(_Section):
     offline: OfflineConfig | None = Field(
         None, description="offline multi-task RL (CQL over a Parquet transition dataset, data sharing); set = `mto train` trains offline"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _one_component(cls, value: str) -> str:
+        return one_path_component(value)  # run folders are named after it: `../x` would leave run_dir
 
     @property
     def is_supervised(self) -> bool:

@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-# Ray 2.59+ may turn on token auth for local clusters; tests run an unauthenticated
-# loopback cluster on purpose, so say so explicitly.
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+from orchestrator.runs.local_ray import secure_local_ray
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Every Ray the suite starts (here, in `ray start`, in `mto` subprocesses) authenticates with a token
+# Ray generates for this session, kept owner-only outside the home directory and removed at exit,
+# and listens on 127.0.0.1 only. Set before anything starts Ray; subprocesses inherit it.
+# The suite's Rays also keep their files in a temp dir of the session's own (short: Ray's unix
+# sockets live under it): a plain ray.init() attaches to the cluster recorded in
+# <temp dir>/ray/ray_current_cluster, and in the shared /tmp/ray that is whatever `ray start` anyone
+# on this machine ran last.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="mto-test-", dir="/tmp"))
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
+os.environ.setdefault("RAY_TMPDIR", str(_SESSION_DIR))
+secure_local_ray(_SESSION_DIR / "auth_token")
+
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray for the whole test session (2 CPUs, no dashboard)."""
+    """One local Ray for the whole test session (2 CPUs, no dashboard; token auth, loopback only)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+        # address="local": a new cluster, never one that RAY_ADDRESS or a `ray start` names.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 

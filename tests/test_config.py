@@ -146,3 +146,21 @@ def test_off_on_yes_no_stay_strings_in_files_and_overrides(tmp_path):
     assert load_config(REPO / "configs/smoke.yaml", ["bonus.mode=off"]).bonus.mode == "off"
     assert load_config(REPO / "configs/smoke.yaml", ["model.architecture=shared_bottom", "task.horizon=10"]).task.horizon == 10
     assert parse_overrides(["a=true", "b=False", "c=no"]) == [("a", True), ("b", False), ("c", "no")]
+
+
+@pytest.mark.parametrize("key", ["name", "tracking.run_name"])
+@pytest.mark.parametrize("value", ["../../escaped", "a/b", "..", "a\\b"])
+def test_a_name_that_is_not_one_path_component_is_refused(tmp_path, capsys, monkeypatch, key, value):
+    """Run folders (and report folders) are named after these: `../../x` would leave run_dir."""
+    monkeypatch.chdir(tmp_path)
+    p = _write(tmp_path, {"name": "ok"})
+    code = main(["train", str(p), "--run-dir", str(tmp_path / "runs" / "inner"), "--set", f"{key}={value}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert key in err and "one path component" in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["exp.yaml"]  # no run folder anywhere
+
+
+def test_names_with_dots_quotes_and_spaces_stay_allowed(tmp_path):
+    p = _write(tmp_path, {"name": "v1.2 'quoted' run", "tracking": {"run_name": "..x"}})
+    assert load_config(p).name == "v1.2 'quoted' run"

@@ -4,7 +4,9 @@ The process-level faults run through `benchmarks.fault_matrix` in its own proces
 local Ray head with the state API, so it never touches the session's Ray): real signals to
 the real driver / EnvRunner / CurriculumActor processes found through Ray's state API, real
 truncated files, a real tmpfs. The fast cases run once per module (about 3 minutes on two
-cores); the others are `-m slow`. The property tests feed generated bad input to the config
+idle cores); the others are `-m slow`. The harness waits on conditions (an iteration reached,
+an actor alive again, a job ended), never on fixed sleeps, and its limits are generous for two
+busy cores: the time-to-recover bounds below are stated for that case, not for an idle machine. The property tests feed generated bad input to the config
 loader, the CurriculumActor and the Parquet reader.
 """
 
@@ -32,7 +34,7 @@ FAST_CASES = ["driver_sigterm", "ray_job_stop", "driver_sigkill_resume", "corrup
 
 
 def _fault_matrix(cases: list[str], out: Path, timeout: int) -> dict[str, dict]:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}  # token auth from tests/conftest.py; fault_matrix keeps it on
     env.pop("RAY_ADDRESS", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run([sys.executable, "-m", "benchmarks.fault_matrix", "--cases", ",".join(cases),
@@ -44,7 +46,8 @@ def _fault_matrix(cases: list[str], out: Path, timeout: int) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def fast_rows(tmp_path_factory) -> dict[str, dict]:
-    return _fault_matrix(FAST_CASES, tmp_path_factory.mktemp("faults") / "fast.json", timeout=1800)
+    # About 3 min idle; the limit allows for cores shared with other jobs.
+    return _fault_matrix(FAST_CASES, tmp_path_factory.mktemp("faults") / "fast.json", timeout=3600)
 
 
 def test_sigterm_writes_a_final_checkpoint_and_exits_143(fast_rows):
@@ -62,6 +65,7 @@ def test_ray_job_stop_checkpoints_before_the_sigkill(fast_rows):
     d = row["details"]
     assert row["survived"], (row["outcome"], row["details"])
     assert d["job_status"] == "STOPPED" and d["status"] == "KILLED" and d["said_stopped"]
+    assert d["driver_attached_here"]  # not to another Ray on this machine (issue 28's ray_job_stop failure)
     assert d["checkpoint_at_last_iteration"] and d["duplicated_steps"] == 0
 
 
@@ -103,14 +107,15 @@ def test_curriculum_actor_sigkill_restores_from_its_checkpoint(fast_rows):
     d = row["details"]
     assert row["survived"], (row["outcome"], row["details"])
     assert d["actor_restored_steps"], "the restarted actor did not load its checkpoint"
-    assert row["recover_s"] is not None and row["recover_s"] < 60
+    # 2 s on an idle machine (README); a new worker process on two busy cores can take a minute or more.
+    assert row["recover_s"] is not None and row["recover_s"] < 180
     # Lost: the reports since the actor's last save (every 2 s here), never more than were sampled.
     assert 0 <= row["episodes_lost"] < d["rllib_episodes"]
 
 
 @pytest.mark.slow
 def test_slow_faults(tmp_path):
-    rows = _fault_matrix(["concurrent_run_dir", "full_disk"], tmp_path / "slow.json", timeout=900)
+    rows = _fault_matrix(["concurrent_run_dir", "full_disk"], tmp_path / "slow.json", timeout=1800)
     concurrent, full = rows["concurrent_run_dir"], rows["full_disk"]
     assert concurrent["survived"], concurrent
     assert len(set(concurrent["details"]["run_paths"])) == 2
@@ -120,7 +125,7 @@ def test_slow_faults(tmp_path):
 
 @pytest.mark.slow
 def test_mlflow_server_outage_and_node_loss(tmp_path):
-    rows = _fault_matrix(["mlflow_outage", "node_loss"], tmp_path / "slow2.json", timeout=1200)
+    rows = _fault_matrix(["mlflow_outage", "node_loss"], tmp_path / "slow2.json", timeout=2400)
     outage, node = rows["mlflow_outage"], rows["node_loss"]
     assert outage["survived"], outage
     assert outage["details"]["iterations_during_outage"] > 0  # training went on while the server was down

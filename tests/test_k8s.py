@@ -120,9 +120,14 @@ def quantity(value: str | int | float) -> float:
     return float(m.group(1)) * _FACTOR[m.group(2)]
 
 
+def image_tag(image: str) -> str:
+    """The tag of 'registry/name:tag[@sha256:digest]' (the digest, when there, is what gets pulled)."""
+    return image.split("@", 1)[0].rsplit(":", 1)[-1]
+
+
 def image_tag_parts(image: str) -> tuple[str, str, str]:
-    """('2.60.0', 'py311', 'gpu') from '...mto:ray2.60.0-py311-gpu[-build-suffix]'."""
-    tag = image.rsplit(":", 1)[-1]
+    """('2.60.0', 'py311', 'gpu') from '...mto:ray2.60.0-py311-gpu[-build-suffix][@sha256:...]'."""
+    tag = image_tag(image)
     m = re.fullmatch(r"ray([0-9.]+)-(py3\d+)-(cpu|gpu)(-[\w.-]+)?", tag)
     assert m, f"image {image!r}: tag should read ray<version>-py3XX-<cpu|gpu>[-suffix]"
     return m.group(1), m.group(2), m.group(3)
@@ -222,6 +227,196 @@ def check_env_runner_cpus(rayjob: dict[str, Any], cfg) -> None:
             f"but {entrypoint_config(rayjob)[0]} runs {cfg.rl.num_env_runners} EnvRunners x "
             f"{cfg.rl.num_cpus_per_env_runner:g} CPU"
         )
+
+
+# --------------------------------------------- security checks (issue 28), one object set each
+
+MLFLOW_AUTH_SECRET = "mto-mlflow-auth"
+# Pod Security Standards, "restricted" (https://kubernetes.io/docs/concepts/security/pod-security-standards/).
+RESTRICTED_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                           "projected", "secret"}
+DASHBOARD_PORT = 8265  # the KubeRay operator polls it; the RayJob submitter sends the job to it
+
+
+def is_ray_object(obj: dict[str, Any]) -> bool:
+    return obj["apiVersion"].startswith("ray.io/")
+
+
+def restricted_problems(template: dict[str, Any], extra_containers: list[dict[str, Any]] = ()) -> list[str]:
+    """Where a pod template falls short of the "restricted" Pod Security profile ([] = it meets it).
+
+    ``extra_containers``: containers KubeRay adds to the pod (the autoscaler sidecar), checked with
+    the pod's settings. KubeRay's own `wait-gcs-ready` init container copies the Ray container's
+    securityContext (KubeRay pod.go), so checking the Ray container covers it.
+    """
+    spec = template["spec"]
+    pod = spec.get("securityContext", {})
+    problems = [f"spec.{flag} is true" for flag in ("hostNetwork", "hostPID", "hostIPC") if spec.get(flag)]
+    problems += [f"volume {v['name']} is of a type 'restricted' forbids" for v in spec.get("volumes", [])
+                 if not set(v) - {"name"} <= RESTRICTED_VOLUME_TYPES]
+    if pod.get("sysctls"):
+        problems.append("pod sets sysctls")
+    for c in [*containers(template), *extra_containers]:
+        own = c.get("securityContext", {})
+        name = f"container {c['name']}"
+        if own.get("privileged"):
+            problems.append(f"{name} is privileged")
+        if own.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        caps = own.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            problems.append(f"{name}: capabilities do not drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities {caps['add']}")
+        if own.get("runAsNonRoot", pod.get("runAsNonRoot")) is not True:
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if own.get("runAsUser", pod.get("runAsUser")) == 0:
+            problems.append(f"{name}: runs as uid 0")
+        seccomp = own.get("seccompProfile", pod.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile is {seccomp or 'unset'}, not RuntimeDefault")
+        if any(port.get("hostPort") for port in c.get("ports", [])):
+            problems.append(f"{name} uses a hostPort")
+    return problems
+
+
+def check_restricted(objs: list[dict[str, Any]]) -> None:
+    for obj in objs:
+        autoscalers = {}
+        for where, spec in ray_cluster_specs(obj):
+            if spec.get("enableInTreeAutoscaling"):
+                options = spec.get("autoscalerOptions", {})
+                autoscalers[f"{where}.headGroupSpec"] = [{"name": "autoscaler",
+                                                          "securityContext": options.get("securityContext", {})}]
+        for where, template in pod_templates(obj):
+            problems = restricted_problems(template, autoscalers.get(where, []))
+            if problems:
+                raise AssertionError(f"{where} is not at Pod Security 'restricted': " + "; ".join(problems))
+
+
+def needs_service_account(obj: dict[str, Any], where: str) -> bool:
+    """Only a head with KubeRay's in-tree autoscaler talks to the Kubernetes API (it scales the groups)."""
+    return any(where == f"{w}.headGroupSpec" and spec.get("enableInTreeAutoscaling") for w, spec in ray_cluster_specs(obj))
+
+
+def check_service_account_tokens(objs: list[dict[str, Any]]) -> None:
+    for obj in objs:
+        for where, template in pod_templates(obj):
+            automount = template["spec"].get("automountServiceAccountToken")
+            if needs_service_account(obj, where):
+                if automount is False:
+                    raise AssertionError(f"{where}: the autoscaler needs the service account token")
+            elif automount is not False:
+                raise AssertionError(f"{where}: automountServiceAccountToken should be false (it calls no Kubernetes API)")
+
+
+def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"this check understands matchLabels only: {selector}"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def pods_of(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
+    """(where, owning object, pod labels) for every pod the objects create."""
+    return [(where, obj, t.get("metadata", {}).get("labels", {})) for obj in objs for where, t in pod_templates(obj)]
+
+
+def admitted(objs: list[dict[str, Any]], labels: dict[str, str]) -> list[tuple[dict[str, Any], list[str]]]:
+    """The ingress rules of every NetworkPolicy that selects pods with ``labels``, each with the
+    pods ('where') its podSelector peers match; AssertionError if no policy isolates those pods."""
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy" and _matches(o["spec"]["podSelector"], labels)
+                and "Ingress" in o["spec"].get("policyTypes", ["Ingress"])]
+    if not policies:
+        raise AssertionError(f"no NetworkPolicy selects pods labelled {labels}: anything may connect to them")
+    rules = []
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from")
+            if not peers:
+                raise AssertionError(f"NetworkPolicy/{policy['metadata']['name']}: a rule without `from` admits every source")
+            for peer in peers:
+                if "ipBlock" in peer:
+                    raise AssertionError(f"NetworkPolicy/{policy['metadata']['name']}: ipBlock {peer['ipBlock']}")
+            rules.append((rule, [w for w, _, l in pods_of(objs)
+                                 if any("namespaceSelector" not in p and _matches(p["podSelector"], l) for p in peers)]))
+    return rules
+
+
+def _ports(rule: dict[str, Any]) -> set[int] | None:
+    """The ports a rule opens (None: all of them)."""
+    return {p["port"] for p in rule["ports"]} if rule.get("ports") else None
+
+
+def check_network_policies(objs: list[dict[str, Any]]) -> None:
+    """MLflow: only Ray pods, only its port. A Ray pod: only the pods of its own Ray cluster (its RayJob's
+    submitter and the KubeRay operator to the dashboard port only). Every other pod: isolated."""
+    pods = pods_of(objs)
+    ray_pods = {w for w, o, _ in pods if is_ray_object(o) and "submitterPodTemplate" not in w}
+    for where, obj, labels in pods:
+        rules = admitted(objs, labels)
+        sources = {w for _, ws in rules for w in ws}
+        outside = [rule for rule, _ in rules if any("namespaceSelector" in p for p in rule["from"])]
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] == "mlflow":
+            mlflow_port = obj["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+            if sources != ray_pods or outside or any(_ports(r) != {mlflow_port} for r, _ in rules):
+                raise AssertionError(f"{where}: MLflow should admit exactly the Ray pods on port {mlflow_port}; "
+                                     f"admits {sorted(sources)} (+ {len(outside)} rule(s) from other namespaces)")
+        elif where in ray_pods:
+            own = {w for w, o, _ in pods if o is obj}
+            members = {w for w in own if w in ray_pods}
+            if not members <= sources:
+                raise AssertionError(f"{where}: its own cluster's pods {sorted(members - sources)} cannot reach it")
+            strangers = sources - own
+            if strangers:
+                raise AssertionError(f"{where}: Ray's ports are open to pods of another object: {sorted(strangers)}")
+            for rule, ws in rules:
+                from_elsewhere = any("namespaceSelector" in p for p in rule["from"]) or not set(ws) <= members
+                if from_elsewhere and _ports(rule) != {DASHBOARD_PORT}:
+                    raise AssertionError(f"{where}: a rule for the submitter or another namespace opens "
+                                         f"{_ports(rule) or 'every port'}, not only the dashboard {DASHBOARD_PORT}")
+            for rule in outside:
+                for peer in rule["from"]:
+                    if "namespaceSelector" in peer and peer.get("podSelector", {}).get("matchLabels") != \
+                            {"app.kubernetes.io/name": "kuberay-operator"}:
+                        raise AssertionError(f"{where}: admits {peer} from other namespaces (only the KubeRay operator may)")
+        elif rules:
+            raise AssertionError(f"{where} listens on nothing but admits {sorted(sources)}")
+
+
+def check_mlflow_login(objs: list[dict[str, Any]]) -> None:
+    """MLflow runs its basic-auth app with the admin login from a Secret, and every Ray container logs
+    in with that Secret; no password is written into a manifest."""
+    (deployment,) = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "mlflow"]
+    server = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = server.get("args", [])
+    if "--app-name" not in args or args[args.index("--app-name") + 1] != "basic-auth":
+        raise AssertionError(f"MLflow runs without its basic-auth app: args {args}")
+    env = {e["name"]: e for e in server.get("env", [])}
+    for name, key in (("MLFLOW_AUTH_ADMIN_USERNAME", "username"), ("MLFLOW_AUTH_ADMIN_PASSWORD", "password"),
+                      ("MLFLOW_FLASK_SERVER_SECRET_KEY", "flask-secret-key")):
+        ref = env.get(name, {}).get("valueFrom", {}).get("secretKeyRef", {})
+        if (ref.get("name"), ref.get("key")) != (MLFLOW_AUTH_SECRET, key):
+            raise AssertionError(f"MLflow's {name} should come from Secret {MLFLOW_AUTH_SECRET} key {key}: {env.get(name)}")
+    for obj in objs:
+        for where, template in pod_templates(obj):
+            for c in containers(template):
+                for e in c.get("env", []):
+                    if re.search(r"PASSWORD|SECRET|TOKEN", e["name"]) and "value" in e:
+                        raise AssertionError(f"{where}: {e['name']} is written in the manifest")
+            if is_ray_object(obj) and "submitterPodTemplate" not in where:
+                for c in containers(template):
+                    ray_env = {e["name"]: e for e in c.get("env", [])}
+                    for name, key in (("MLFLOW_TRACKING_USERNAME", "username"), ("MLFLOW_TRACKING_PASSWORD", "password")):
+                        ref = ray_env.get(name, {}).get("valueFrom", {}).get("secretKeyRef", {})
+                        if (ref.get("name"), ref.get("key")) != (MLFLOW_AUTH_SECRET, key):
+                            raise AssertionError(f"{where} container {c['name']}: no {name} from {MLFLOW_AUTH_SECRET}")
+
+
+def check_images_pinned_by_digest(objs: list[dict[str, Any]]) -> None:
+    for obj in objs:
+        for where, template in pod_templates(obj):
+            for c in containers(template):
+                if not re.search(r"@sha256:[0-9a-f]{64}$", c["image"]):
+                    raise AssertionError(f"{where}: image {c['image']} is not pinned by digest")
 
 
 # ------------------------------------------------------------------------ fixtures
@@ -412,7 +607,7 @@ def test_images_and_ray_versions_match_the_pins(rendered, overlay):
     assert {image_tag_parts(i)[2] for i in images} == {"gpu" if wants_gpu else "cpu"}, (overlay, images)
     for dep in objects(rendered, overlay, "Deployment"):
         image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
-        assert image.endswith(f":mlflow{mlflow_pin}"), f"{overlay}: MLflow server image {image} is not MLflow {mlflow_pin}"
+        assert image_tag(image) == f"mlflow{mlflow_pin}", f"{overlay}: MLflow server image {image} is not MLflow {mlflow_pin}"
 
 
 @needs_kubectl
@@ -547,12 +742,18 @@ def test_rayjob_tracks_into_the_in_cluster_mlflow(rendered, overlay):
         uri = urlparse(runtime_env["env_vars"]["MLFLOW_TRACKING_URI"])
         assert uri.scheme == "http" and uri.hostname == "mlflow", uri
         assert uri.port == mlflow_service["spec"]["ports"][0]["port"]
-        # MLflow's own Host-header check (DNS-rebinding protection) accepts in-cluster names...
-        for host in (uri.netloc, f"mlflow.{namespace}:{uri.port}", f"mlflow.{namespace}.svc.cluster.local:{uri.port}",
-                     "localhost:5000"):
+        # MLflow's own Host-header check (DNS-rebinding protection) accepts in-cluster names and the
+        # port-forward's localhost:5000 (the namespaced names where an overlay sets the namespace)...
+        in_cluster = [uri.netloc, "localhost:5000"]
+        if "namespace" in mlflow_service["metadata"]:
+            in_cluster += [f"mlflow.{namespace}:{uri.port}", f"mlflow.{namespace}.svc.cluster.local:{uri.port}"]
+        for host in in_cluster:
             assert is_allowed_host_header(allowed, host), f"{overlay}: MLflow would refuse Host {host}"
-        # ... and still refuses others.
-        assert not is_allowed_host_header(allowed, "attacker.example.com")
+        # ... and refuses every other name: exact entries only, no wildcard.
+        assert not [h for h in allowed if "*" in h or "?" in h or "[" in h], f"{overlay}: wildcard in {allowed}"
+        for host in ("attacker.example.com", "mlflow.attacker.example", "mlflow.attacker.example:5000", "mlflow",
+                     "localhost:8080", "mlflow.evil:5000"):
+            assert not is_allowed_host_header(allowed, host), f"{overlay}: MLflow would accept Host {host}"
     for cluster in objects(rendered, overlay, "RayCluster"):
         for where, template in pod_templates(cluster):
             env = {e["name"]: e.get("value") for c in containers(template) for e in c.get("env", [])}
@@ -575,8 +776,10 @@ def test_postgres_s3_overlay_reads_stores_from_a_secret(rendered):
 @pytest.mark.slow
 @needs_kubectl
 def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
-    """Run the real `mlflow server` with the Deployment's args and env (SQLite in tmp)
-    and talk to it with the Host headers in-cluster clients send."""
+    """Run the real `mlflow server` with the Deployment's args and env (SQLite in tmp, the Secret's
+    values made up here, the ConfigMap's auth config written to tmp) and talk to it with the Host
+    headers and the login in-cluster clients send."""
+    import base64
     import socket
     import time
     import urllib.error
@@ -584,9 +787,18 @@ def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
 
     (deployment,) = objects(rendered, "cpu-dev", "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
+    secret = {"username": "admin", "password": "a-long-test-password", "flask-secret-key": "test-key"}
+    (config_map,) = [o for o in rendered["cpu-dev"] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "mlflow-auth"]
     env = dict(os.environ)
     for e in container["env"]:
-        env[e["name"]] = e["value"].replace("/mlflow/", f"{tmp_path}/")
+        if "valueFrom" in e:
+            env[e["name"]] = secret[e["valueFrom"]["secretKeyRef"]["key"]]
+        elif e["name"] == "MLFLOW_AUTH_CONFIG_PATH":
+            ini = tmp_path / Path(e["value"]).name
+            ini.write_text(config_map["data"][ini.name].replace("/mlflow/", f"{tmp_path}/"))
+            env[e["name"]] = str(ini)
+        else:
+            env[e["name"]] = e["value"].replace("/mlflow/", f"{tmp_path}/")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -600,11 +812,13 @@ def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
     proc = subprocess.Popen([str(mlflow_bin), "server", *args], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        def get(host: str) -> int:
+        def get(host: str, user: str | None = "admin", password: str = secret["password"]) -> int:
+            login = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()} if user else {}
             req = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1",
-                                         headers={"Host": host})
+                                         headers={"Host": host, **login})
             try:
-                with urllib.request.urlopen(req, timeout=5) as resp:
+                # Generous: the first requests check a PBKDF2 password hash on a possibly loaded machine.
+                with urllib.request.urlopen(req, timeout=60) as resp:
                     return resp.status
             except urllib.error.HTTPError as err:
                 return err.code
@@ -619,11 +833,19 @@ def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
                 time.sleep(0.5)
         assert get("mlflow:5000") == 200
         assert get("mlflow.mto.svc.cluster.local:5000") == 200
+        assert get("localhost:5000") == 200  # kubectl port-forward svc/mlflow 5000:5000
+        assert get("mlflow:5000", user=None) == 401
+        assert get("mlflow:5000", password="wrong") == 401
         assert get("attacker.example.com") == 403
-        assert (tmp_path / "mlflow.db").exists()
+        assert get("mlflow.attacker.example:5000") == 403  # the DNS-rebinding name the old `mlflow.*` let in
+        assert (tmp_path / "mlflow.db").exists() and (tmp_path / "basic_auth.db").exists()
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 @needs_kubectl
@@ -665,3 +887,109 @@ def test_quantity_and_image_tag_parsing_known_answers():
         with pytest.raises(AssertionError, match="tag should read"):
             image_tag_parts(bad)
     assert pinned_version("ray") == "2.60.0" or re.fullmatch(r"\d+\.\d+\.\d+", pinned_version("ray"))
+
+
+# ------------------------------------------------- security tests (issue 28), every overlay
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_mlflow_requires_a_login_from_a_secret(rendered, overlay):
+    check_mlflow_login(rendered[overlay])
+    (config_map,) = [o for o in rendered[overlay] if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "mlflow-auth"]
+    ini = config_map["data"]["basic_auth.ini"]
+    assert re.search(r"^default_permission = NO_PERMISSIONS$", ini, flags=re.M), ini
+    assert "admin_password" not in ini, "the admin password belongs in the Secret"
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_network_policies_fence_mlflow_and_each_ray_cluster(rendered, overlay):
+    check_network_policies(rendered[overlay])
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_every_pod_meets_the_restricted_pod_security_profile(rendered, overlay):
+    check_restricted(rendered[overlay])
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ALL)
+def test_service_account_tokens_are_mounted_only_where_the_api_is_called(rendered, overlay):
+    check_service_account_tokens(rendered[overlay])
+    heads = [w for o in rendered[overlay] for w, _ in pod_templates(o) if needs_service_account(o, w)]
+    assert len(heads) == 2, heads  # the RayCluster's and the RayJob's autoscaling heads
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["gpu", "gpu-postgres-s3"])
+def test_gpu_overlays_pin_every_image_by_digest(rendered, overlay):
+    check_images_pinned_by_digest(rendered[overlay])
+
+
+def _find(objs, kind: str, name: str) -> dict[str, Any]:
+    (obj,) = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    return obj
+
+
+def _ray_container(objs, kind: str, name: str, group: int | None = None) -> dict[str, Any]:
+    obj = _find(objs, kind, name)
+    spec = obj["spec"]["rayClusterSpec"] if kind == "RayJob" else obj["spec"]
+    template = spec["headGroupSpec"]["template"] if group is None else spec["workerGroupSpecs"][group]["template"]
+    return template["spec"]["containers"][0]
+
+
+# Each mistake must be caught by the check next to it: the checks assert something.
+SECURITY_MISTAKES = {
+    "mlflow without basic-auth": (check_mlflow_login, lambda objs: _find(objs, "Deployment", "mlflow")["spec"]["template"]
+                                  ["spec"]["containers"][0]["args"].__setitem__(-1, "other-app")),
+    "admin password written in": (check_mlflow_login, lambda objs: _find(objs, "Deployment", "mlflow")["spec"]["template"]
+                                  ["spec"]["containers"][0]["env"].append({"name": "MLFLOW_AUTH_ADMIN_PASSWORD",
+                                                                            "value": "hunter2"})),
+    "ray worker without the mlflow login": (check_mlflow_login, lambda objs: _ray_container(objs, "RayJob", "mto-train", 0)
+                                            .update(env=[])),
+    "policy admits everyone to mlflow": (check_network_policies, lambda objs: _find(objs, "NetworkPolicy", "mlflow")
+                                         ["spec"]["ingress"][0].pop("from")),
+    "no policy for mlflow": (check_network_policies, lambda objs: objs.remove(_find(objs, "NetworkPolicy", "mlflow"))),
+    "mlflow open to the submitter": (check_network_policies, lambda objs: _find(objs, "NetworkPolicy", "mlflow")["spec"]
+                                     ["ingress"][0]["from"].append({"podSelector": {"matchLabels": {
+                                         "app.kubernetes.io/name": "mto-submitter"}}})),
+    "training open to the long-lived cluster": (check_network_policies, lambda objs: _find(
+        objs, "NetworkPolicy", "mto-training")["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"].pop(
+        "app.kubernetes.io/component")),
+    "operator to every ray port": (check_network_policies, lambda objs: _find(objs, "NetworkPolicy", "mto-ray-cluster")
+                                   ["spec"]["ingress"][1].pop("ports")),
+    "ipBlock to ray": (check_network_policies, lambda objs: _find(objs, "NetworkPolicy", "mto-training")["spec"]
+                       ["ingress"][0]["from"].append({"ipBlock": {"cidr": "0.0.0.0/0"}})),
+    "privilege escalation": (check_restricted, lambda objs: _ray_container(objs, "RayCluster", "mto", 0)
+                             ["securityContext"].pop("allowPrivilegeEscalation")),
+    "a capability kept": (check_restricted, lambda objs: _ray_container(objs, "RayJob", "mto-train")["securityContext"]
+                          .update(capabilities={"drop": ["ALL"], "add": ["SYS_PTRACE"]})),
+    "root": (check_restricted, lambda objs: _find(objs, "RayCluster", "mto")["spec"]["headGroupSpec"]["template"]["spec"]
+             ["securityContext"].update(runAsUser=0)),
+    "no seccomp": (check_restricted, lambda objs: _find(objs, "Deployment", "mlflow")["spec"]["template"]["spec"]
+                   ["securityContext"].pop("seccompProfile")),
+    "hostPath volume": (check_restricted, lambda objs: _find(objs, "RayJob", "mto-train")["spec"]["rayClusterSpec"]
+                        ["headGroupSpec"]["template"]["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}})),
+    "autoscaler sidecar escalates": (check_restricted, lambda objs: _find(objs, "RayCluster", "mto")["spec"]
+                                     ["autoscalerOptions"].pop("securityContext")),
+    "worker mounts the token": (check_service_account_tokens, lambda objs: _find(objs, "RayCluster", "mto")["spec"]
+                                ["workerGroupSpecs"][0]["template"]["spec"].pop("automountServiceAccountToken")),
+    "autoscaling head without the token": (check_service_account_tokens, lambda objs: _find(objs, "RayJob", "mto-train")
+                                           ["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"].update(
+                                               automountServiceAccountToken=False)),
+    "image by tag only": (check_images_pinned_by_digest, lambda objs: _ray_container(objs, "RayJob", "mto-train")
+                          .update(image="registry.example.com/mto:ray2.60.0-py311-gpu")),
+}
+
+
+@needs_kubectl
+@pytest.mark.parametrize("mistake", sorted(SECURITY_MISTAKES))
+def test_security_checks_catch_mistakes(rendered, mistake):
+    check, spoil = SECURITY_MISTAKES[mistake]
+    objs = copy.deepcopy(rendered["gpu"])
+    check(objs)
+    spoil(objs)
+    with pytest.raises(AssertionError):
+        check(objs)

@@ -37,7 +37,7 @@ def user_checkout(tmp_path: Path) -> Path:
 def run_mto(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None, timeout: int = 600):
     """`mto ...` in a fresh process, as a user types it (relative paths, run from ``cwd``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RAY_ADDRESS"))}
-    env.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}, **(env_extra or {}))
+    env.update({"RAY_USAGE_STATS_ENABLED": "0"}, **(env_extra or {}))  # Ray token auth: from tests/conftest.py
     return subprocess.run([MTO, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -167,7 +167,7 @@ def test_two_smoke_trainings_started_at_the_same_instant_both_finish_ten_times(t
         procs = [subprocess.Popen([MTO, *args, "--set", f"run_dir={run_dir}"], cwd=root, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True,
                                   env={**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
-                                       "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+                                       "RAY_USAGE_STATS_ENABLED": "0"})
                  for _ in range(2)]
         outcomes = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
         assert [code for code, _ in outcomes] == [0, 0], f"attempt {attempt}: " + "\n".join(e[-2000:] for _, e in outcomes)

@@ -248,3 +248,16 @@ def test_packed_episodes_unpack_to_the_same_chunks():
         assert [ep.is_done for ep in back] == [ep.is_done for ep in episodes]
         assert all(np.array_equal(a.get_extra_model_outputs(WEIGHTS_SEQ_NO), b.get_extra_model_outputs(WEIGHTS_SEQ_NO))
                    for a, b in zip(back, episodes))
+
+
+def test_the_local_ray_runs_env_runners_at_the_drivers_priority():
+    """Ray's default worker niceness (15) would hand an overlapped EnvRunner's core to any other program."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, ray\nfrom orchestrator.runs.session import connect_ray\nconnect_ray(None)\n"
+            "print('niceness', ray.get(ray.remote(lambda: os.nice(0)).remote()) - os.nice(0))\nray.shutdown()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "RAY_ADDRESS": ""})
+    assert "niceness 0" in out.stdout, out.stdout + out.stderr[-2000:]

@@ -100,6 +100,8 @@ README_RULES: list[tuple[str, str]] = [
     (r"^(kubectl|helm) ", K8S_CLUSTER),
     (r"^(REGISTRY|CLUSTER)=", "sets a shell variable for the cluster commands that follow it"),
     (r"^export RAY_AUTH_(MODE|TOKEN)=", "sets the Ray token for the cluster commands that follow it"),
+    (r"^export MLFLOW_TRACKING_(URI|USERNAME|PASSWORD)=",
+     "points mto at the cluster's MLflow through its port-forward, with the login from its Secret"),
     (r"^ray job (submit|list|logs|stop) --address http://localhost:8265( |$)",
      "needs the cluster's port-forward: tests/test_ray_job_submit.py submits to a local head on loopback"),
     (r"^\.venv/bin/pytest tests/test_k8s\.py -q( -m slow)?$", "this suite (tests/test_k8s.py; its slow part under -m slow)"),

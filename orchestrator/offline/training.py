@@ -409,6 +409,9 @@ def _offline_train_worker(config: dict[str, Any]) -> None:
     cfg = ExperimentConfig.model_validate(config["cfg"])
     run_path = Path(config["run_path"])
     state = TrainerState(**config["state"])  # the driver's: a checkpoint to continue from, or none
+    from orchestrator.runs.redaction import keep_mlflow_quiet_about
+
+    keep_mlflow_quiet_about(config["tracking_uri"])  # this worker ends the run: MLflow would print the URI
     mlflow.set_tracking_uri(config["tracking_uri"])
     with mlflow.start_run(run_id=config["run_id"]):
         result = run_offline(cfg, run_path, live=False, state=state)

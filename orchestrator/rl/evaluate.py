@@ -15,7 +15,10 @@ MODULE_SUBDIR = Path("algorithm") / "learner_group" / "learner" / "rl_module" / 
 
 
 def resolve_checkpoint(run: str, run_dir: str) -> tuple[Path, ExperimentConfig]:
-    """A checkpoint folder (given directly, or the latest of an MLflow run) and its run's config."""
+    """A checkpoint folder (given directly, or the latest of an MLflow run) and its run's config.
+
+    A folder given directly is loaded wherever it is: the user chose it. One found through MLflow
+    must lie inside its run's folder under ``run_dir`` (see `locate_run`)."""
     from orchestrator.runs.run_folder import locate_run
 
     path = Path(run)
@@ -23,7 +26,7 @@ def resolve_checkpoint(run: str, run_dir: str) -> tuple[Path, ExperimentConfig]:
         ckpt = path
         run_path = path.parent.parent
     else:
-        run_path, state = locate_run(run, resolve_tracking_uri(None, run_dir), f"{run}: not a checkpoint folder, and")
+        run_path, state = locate_run(run, resolve_tracking_uri(None, run_dir), run_dir, f"{run}: not a checkpoint folder, and")
         ckpt = Path(state.checkpoint)
     return ckpt, load_config(run_path / CONFIG_ARTIFACT)
 

@@ -33,6 +33,7 @@ from orchestrator.runs.checkpoints import (
 )
 from orchestrator.runs.metrics_buffer import MetricsSpool, fail_fast_tracking
 from orchestrator.runs.progress import TrainingProgress, console, task_table
+from orchestrator.runs.redaction import redacted
 from orchestrator.runs.run_folder import (
     GROUPS_TAG,
     STATE_FILE,
@@ -310,7 +311,7 @@ def _train_group(cfg: ExperimentConfig, g: int, group: list[str], run_path: Path
     else:
         group_cfg = config_for_tasks(cfg.to_dict(), group, f"groups[{g}]", name=f"{cfg.name}-group{g}", groups=None)
         group_path.mkdir(exist_ok=True)
-        (group_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(group_cfg.to_dict(), sort_keys=False))
+        (group_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(redacted(group_cfg.to_dict()), sort_keys=False))
         group_state = TrainerState()
     task_space = resolve_task_space(group_cfg)
     console.print(f"[bold]group {g}[/] {', '.join(group)}")

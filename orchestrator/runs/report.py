@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from orchestrator.config import ConfigError
+from orchestrator.config import ConfigError, one_path_component
 from orchestrator.runs.plots import plot_distribution_heatmap, plot_success_curves
 from orchestrator.runs.progress import console, task_table
 from orchestrator.runs.tracking import find_run, metric_histories, resolve_tracking_uri
@@ -44,11 +44,20 @@ def run_report(run: str, out: str | None = None, run_dir: str = "runs") -> dict[
         f"iterations {iterations} | env steps {int(metrics.get('env_steps_total', 0)):,}"
         f" | mastered {int(metrics.get('items_mastered', 0))}/{len(tasks)} (success >= {threshold})"
     )
-    out_dir = Path(out or f"report-{found.info.run_name}")
+    out_dir = Path(out or default_report_dir(found))
     out_dir.mkdir(parents=True, exist_ok=True)
     draw_curriculum_plots(client, found.info.run_id, out_dir, None, threshold)
     console.print(f"plots written to {out_dir}/")
     return table
+
+
+def default_report_dir(found) -> Path:
+    """`report-<run name>`, or `report-<run id>` when the name (anyone's, on a shared tracking server)
+    is not one path component and would put the plots somewhere else."""
+    try:
+        return Path(f"report-{one_path_component(found.info.run_name or '')}")
+    except ValueError:
+        return Path(f"report-{found.info.run_id}")
 
 
 def draw_curriculum_plots(client: MlflowClient, run_id: str, out_dir: Path, order, mastery_threshold: float) -> list[Path]:
@@ -77,7 +86,7 @@ def _supervised_report(found, uri: str, out: str | None) -> dict[str, dict[str, 
     columns = sorted({c for row in table.values() for c in row})
     rows = [(t, *[table[t].get(c, float("nan")) for c in columns]) for t in tasks]
     console.print(task_table(f"Run {found.info.run_name} ({found.info.status})", rows, ["task", *columns]))
-    out_dir = Path(out or f"report-{found.info.run_name}")
+    out_dir = Path(out or default_report_dir(found))
     out_dir.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(uri)
     histories = metric_histories(client, found.info.run_id, "val/loss")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import ConfigError, ExperimentConfig, load_config
+from orchestrator.runs.confinement import require_inside
 from orchestrator.runs.resume_settings import check_resume_settings
 from orchestrator.runs.tracking import CONFIG_ARTIFACT, RUN_PATH_TAG, find_run, resolve_tracking_uri
 
@@ -88,9 +89,10 @@ def locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ..
     if config_path is not None:
         base = load_config(config_path)
         uri = resolve_tracking_uri(base.tracking.tracking_uri, base.run_dir)
+        run_dir = base.run_dir
     else:
         uri = resolve_tracking_uri(None, run_dir)
-    run_path, state = locate_run(resume, uri, f"--resume {resume}", grouped_ok=True, offline_ok=True)
+    run_path, state = locate_run(resume, uri, run_dir, f"--resume {resume}", grouped_ok=True, offline_ok=True)
     saved = load_config(run_path / CONFIG_ARTIFACT)
     cfg = load_config(run_path / CONFIG_ARTIFACT, overrides)
     # Before a checkpoint is checked (and a bad one set aside): a refused resume changes nothing.
@@ -100,12 +102,15 @@ def locate_resume(resume: str, config_path: str | None, overrides: tuple[str, ..
 
 def checked_resume_state(run_path: Path, state: TrainerState, what: str) -> TrainerState:
     """``state`` if its checkpoint is intact, else the state saved inside the newest intact
-    checkpoint (the bad ones are named and set aside); `ConfigError` when none is intact."""
+    checkpoint (the bad ones are named and set aside); `ConfigError` when none is intact, or when the
+    checkpoint lies outside ``run_path`` (nothing is read or renamed then)."""
     from orchestrator.runs.checkpoints import usable_checkpoint
 
     if not state.checkpoint:
         return state
+    _require_own_checkpoint(state.checkpoint, run_path, what)
     folder = usable_checkpoint(run_path, Path(state.checkpoint), what)
+    _require_own_checkpoint(folder, run_path, what)  # a fallback could be a symlink out of the folder
     if str(folder) == state.checkpoint:
         return state
     saved = folder / STATE_FILE
@@ -114,19 +119,29 @@ def checked_resume_state(run_path: Path, state: TrainerState, what: str) -> Trai
     return chosen
 
 
-def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False,
+def _require_own_checkpoint(checkpoint: str | Path, run_path: Path, what: str) -> None:
+    require_inside(checkpoint, run_path, what, f"{run_path / STATE_FILE} names as the checkpoint",
+                   "a run loads checkpoints from its own folder only; to load that one anyway, "
+                   "give its folder on the command line (`mto eval DIR`)")
+
+
+def locate_run(run: str, tracking_uri: str, run_dir: str | Path, what: str, grouped_ok: bool = False,
                offline_ok: bool = False) -> tuple[Path, TrainerState]:
     """The run folder and driver state of an MLflow run (id or name) that has a checkpoint
     (or, with ``grouped_ok``, the parent of a `groups:` run, whose groups hold the checkpoints;
     with ``offline_ok``, an offline CQL run, whose checkpoints only `--resume` reads).
 
+    The folder must lie under ``run_dir`` and its checkpoint inside the folder: the MLflow tag and
+    the state file that name them are data anyone with write access to the store can change.
     Raises `ConfigError` (a usage error, prefixed by `what`) when there is nothing to use.
     """
     try:
         found = find_run(run, tracking_uri)
     except LookupError as exc:
         raise ConfigError(f"{what}: {exc}") from None
-    run_path = Path(found.data.tags.get(RUN_PATH_TAG, ""))
+    tagged = found.data.tags.get(RUN_PATH_TAG, "")
+    run_path = require_inside(tagged, run_dir, what, f"the MLflow tag {RUN_PATH_TAG} of run {found.info.run_id} names "
+                              "as the run folder", "give --run-dir the directory that holds the run's folder")
     if found.data.tags.get("mto.kind") == "offline" and not offline_ok:
         raise ConfigError(f"{what}: '{run}' is an offline CQL run, which has no RLlib policy to load; its Q-network "
                           f"is the MLflow artifact checkpoint/ (q_network.pt); `mto train --resume {run}` continues it")
@@ -140,4 +155,6 @@ def locate_run(run: str, tracking_uri: str, what: str, grouped_ok: bool = False,
         raise ConfigError(f"{what}: '{run}' trained one network per group; use a group's own run: {', '.join(groups)}")
     if not state.checkpoint and not grouped:
         raise ConfigError(f"{what}: the run has no checkpoint yet")
+    if state.checkpoint:
+        _require_own_checkpoint(state.checkpoint, run_path, what)
     return run_path, state

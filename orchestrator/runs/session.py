@@ -14,6 +14,7 @@ import yaml
 
 from orchestrator.config import ExperimentConfig, flatten
 from orchestrator.runs.progress import console
+from orchestrator.runs.redaction import redacted, without_userinfo
 from orchestrator.runs.run_folder import STATE_FILE, TrainerState, new_run_path
 from orchestrator.runs.tracking import (
     CONFIG_ARTIFACT,
@@ -33,8 +34,12 @@ def connect_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS")
+    # Ray starts its workers at niceness 15 by default: an EnvRunner sampling beside the driver's
+    # learner (rl.overlap_sampling) would lose its core to any other program. Our own local Ray
+    # runs them at the driver's priority; a cluster keeps its own setting.
+    local = {} if address else {"_system_config": {"worker_niceness": 0}}
     ray.init(address=address or None, logging_level=logging.WARNING, include_dashboard=False if not address else None,
-             configure_logging=True)
+             configure_logging=True, **local)
     return True
 
 
@@ -62,7 +67,8 @@ def training_run(cfg: ExperimentConfig, tracking_uri: str, run_path: Path | None
     inherited_parent_run_id(None if state.mlflow_run_id else tracking_client(tracking_uri))
     if run_path is None:
         run_path = new_run_path(cfg)
-        (run_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        # Without URI credentials: it becomes an MLflow artifact (a resume tracks where MLFLOW_TRACKING_URI says).
+        (run_path / CONFIG_ARTIFACT).write_text(yaml.safe_dump(redacted(cfg.to_dict()), sort_keys=False))
     started_ray = connect_ray(address)
     active = None
     try:
@@ -75,7 +81,7 @@ def training_run(cfg: ExperimentConfig, tracking_uri: str, run_path: Path | None
             log_params_safe(flatten(cfg.to_dict()))
             mlflow.log_artifact(str(run_path / CONFIG_ARTIFACT))
             state.save(run_path / STATE_FILE)
-        console.print(f"[bold]run[/] {run_path.name}  [bold]mlflow[/] {tracking_uri}  run_id={state.mlflow_run_id}")
+        console.print(f"[bold]run[/] {run_path.name}  [bold]mlflow[/] {without_userinfo(tracking_uri)}  run_id={state.mlflow_run_id}")
         yield run_path
         mlflow.end_run("FINISHED")
     except BaseException:

@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.config import ConfigError, absolute_tracking_uri, sqlite_path, sqlite_uri
+from orchestrator.runs.redaction import keep_mlflow_quiet_about, without_userinfo
 
 RUN_PATH_TAG = "mto.run_path"
 CONFIG_ARTIFACT = "config.yaml"
@@ -67,6 +68,7 @@ def tracking_client(tracking_uri: str) -> MlflowClient:
 def ensure_experiment(name: str, tracking_uri: str, run_dir: str | Path) -> str:
     """Experiment id for `name` (get or create; another process creating it first is fine), with
     artifacts under `run_dir` for local stores."""
+    keep_mlflow_quiet_about(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     client = tracking_client(tracking_uri)
     with _store_lock(tracking_uri):
@@ -132,7 +134,7 @@ def inherited_parent_run_id(client: MlflowClient | None = None) -> str | None:
             client.get_run(parent)
         except MlflowException:
             raise ConfigError(
-                f"MLFLOW_RUN_ID={parent} (inherited from the environment) is not a run at {client.tracking_uri}; "
+                f"MLFLOW_RUN_ID={parent} (inherited from the environment) is not a run at {without_userinfo(client.tracking_uri)}; "
                 "unset it, or point MLFLOW_TRACKING_URI at the store that holds it") from None
     return parent
 
@@ -159,8 +161,8 @@ def log_metrics_safe(metrics: dict[str, float], step: int) -> None:
 
 
 def log_params_safe(params: dict[str, Any]) -> None:
-    """Log a flattened config as params (values stringified, long ones cut to MLflow's limit)."""
-    items = [(k, str(v)[:6000]) for k, v in params.items()]
+    """Log a flattened config as params (values stringified without URI credentials, long ones cut to MLflow's limit)."""
+    items = [(k, without_userinfo(str(v))[:6000]) for k, v in params.items()]
     for start in range(0, len(items), 90):
         mlflow.log_params(dict(items[start : start + 90]))
 
@@ -179,7 +181,7 @@ def find_run(run: str, tracking_uri: str):
     runs = search_runs_equal(client, experiments, "attributes.run_name", run,
                              order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
-        raise LookupError(f"no MLflow run with id or name '{run}' at {tracking_uri}")
+        raise LookupError(f"no MLflow run with id or name '{run}' at {without_userinfo(tracking_uri)}")
     return runs[0]
 
 

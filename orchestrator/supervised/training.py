@@ -38,6 +38,16 @@ from tasks.supervised import SplitArrays, SupervisedDataset, read_dataset
 
 CHECKPOINT_FILE = "checkpoint.pt"
 EVAL_CHUNK = 4096
+# What a training state holds besides tensors: numpy arrays (PCGrad's RandomState state) and their dtypes.
+# torch's weights-only unpickler rebuilds only these, so loading a checkpoint cannot run code.
+_NUMPY_STATE_TYPES = [np.ndarray, np.ndarray.__reduce__(np.zeros(1))[0], np.dtype,
+                      *(getattr(np.dtypes, name) for name in np.dtypes.__all__)]
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """A state written by `torch.save` in a training worker, read with ``weights_only=True``."""
+    with torch.serialization.safe_globals(_NUMPY_STATE_TYPES):
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 @dataclass
@@ -294,7 +304,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            resume_state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+            resume_state = load_training_state(Path(folder) / CHECKPOINT_FILE)
 
     def report(metrics: dict[str, float], state: dict[str, Any]) -> None:
         if rank != 0:

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from orchestrator.config import ConfigError, ExperimentConfig, section_model
 from orchestrator.runs.progress import console
+from orchestrator.runs.redaction import redacted
 from orchestrator.tune.config import sampler_extremes
 from orchestrator.tune.rl_trials import rl_hyperparameter_trial, sampled_config, trial_resources
 from orchestrator.tune.search import SearchResult, _fit, _log_nested, _search_session, _trial_metrics
@@ -261,7 +262,7 @@ def write_best_config(search_path: Path, base: dict[str, Any], best: dict[str, A
               f"# trial {best['trial']}, {objective} {best['objective']:.4g}, sampled {_show(best['values'])}\n"
               f"# Train it: mto train {search_path / BEST_CONFIG}\n")
     path = search_path / BEST_CONFIG
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False))
+    path.write_text(header + yaml.safe_dump(redacted(data), sort_keys=False))  # logged as an artifact
     return path
 
 

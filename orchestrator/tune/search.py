@@ -46,6 +46,7 @@ from ray.tune import Callback
 
 from orchestrator.config import ConfigError, ExperimentConfig, flatten, load_config
 from orchestrator.runs.progress import console, task_table
+from orchestrator.runs.redaction import without_userinfo
 from orchestrator.runs.tracking import (
     ensure_experiment,
     inherited_parent_run_id,
@@ -424,7 +425,7 @@ def _start_parent(cfg: ExperimentConfig, kind: str, search_path: Path, state: di
         state["parent_run_id"] = active.info.run_id
         log_params_safe(flatten(cfg.to_dict()))
         _save_state(search_path, state)
-    console.print(f"[bold]{kind}[/] {search_path}  [bold]mlflow[/] {tracking_uri}  run_id={active.info.run_id}")
+    console.print(f"[bold]{kind}[/] {search_path}  [bold]mlflow[/] {without_userinfo(tracking_uri)}  run_id={active.info.run_id}")
     return tracking_uri, experiment_id, active.info.run_id
 
 
