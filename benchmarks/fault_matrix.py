@@ -55,6 +55,16 @@ class Row:
     outcome: str
     details: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A negative loss is an accounting error, not a gain: e.g. RLlib counting fewer episodes
+        # than the curriculum recorded means the policy did not resume with its counters
+        # (issue 29: deleting the RL restore gave episodes_lost = -39 on a "survived" row).
+        negative = [name for name in ("env_steps_lost", "episodes_lost")
+                    if getattr(self, name) is not None and getattr(self, name) < 0]
+        if negative and self.survived:
+            self.survived = False
+            self.outcome = f"accounting went negative ({', '.join(negative)}): {self.outcome}"
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -17,6 +17,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from checkpoint_state import assert_learner_equals_checkpoint, capture_resumed_learner
 from orchestrator.cli import main
 from orchestrator.runs.run_folder import STATE_FILE, TrainerState
 from orchestrator.runs.tracking import RUN_PATH_TAG, default_tracking_uri, ensure_experiment
@@ -64,16 +65,19 @@ def legacy_run(tmp_path, monkeypatch):
     return run_dir, run_path, client, run.info.run_id
 
 
-def test_checkpoint_from_before_the_move_resumes(ray_session, legacy_run):
+def test_checkpoint_from_before_the_move_resumes(ray_session, legacy_run, monkeypatch):
     run_dir, run_path, client, run_id = legacy_run
     before = TrainerState.load(run_path / STATE_FILE)
     with open(Path(before.checkpoint) / "curriculum.pkl", "rb") as f:
         saved_episodes = float(pickle.load(f)["state"]["episodes"].sum())
     assert (before.iteration, before.env_steps) == (2, 1038)
+    resumed_learner = capture_resumed_learner(monkeypatch)
 
     code = main(["train", "--resume", run_id, "--run-dir", str(run_dir), "--no-live", "--set", "training.iterations=3"])
 
     assert code == 0
+    (resumed,) = resumed_learner  # the old checkpoint's weights and Adam state, exactly
+    assert assert_learner_equals_checkpoint(resumed, before.checkpoint) > 10
     after = TrainerState.load(run_path / STATE_FILE)
     assert after.iteration == 3
     assert after.env_steps > before.env_steps

@@ -58,9 +58,12 @@ def test_two_workers_two_epochs_report_per_task_metrics(ray_session, tiny_digits
             for task in ("left_digit", "right_digit"):
                 assert 0.0 <= metrics[f"{split}/accuracy/{task}"] <= 1.0
                 assert metrics[f"{split}/loss/{task}"] > 0
-    # Training lowers the training loss (200 pairs, 2 epochs of Adam at 3e-3).
+    # Training learns (200 pairs, 2 epochs of Adam at 3e-3): the training loss falls, and the
+    # training accuracy on both digits ends above chance (0.10 for ten classes; a learner whose
+    # updates do nothing stays there, +-0.02 on 200 pairs). Measured: 0.285 and 0.215.
     first, last = result.metrics_history[0], result.metrics_history[-1]
-    assert last["train/loss"] < first["train/loss"] + 1e-6 or last["train/accuracy"] >= first["train/accuracy"]
+    assert last["train/loss"] < first["train/loss"]
+    assert (last["train/accuracy/left_digit"] + last["train/accuracy/right_digit"]) / 2 >= 0.18
     assert list(result.metrics_dataframe["epoch"]) == [0, 1]
     assert result.parameter_counts["task_specific"] > 0
     state = load_training_state(Path(result.checkpoint_path) / CHECKPOINT_FILE)  # weights_only=True

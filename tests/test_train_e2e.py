@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from checkpoint_state import assert_learner_equals_checkpoint, capture_resumed_learner
 from orchestrator.cli import main
 from orchestrator.runs.tracking import default_tracking_uri
 from orchestrator.runs.run_folder import STATE_FILE, TrainerState
@@ -73,7 +74,7 @@ def test_train_logs_per_task_metrics_plots_and_checkpoint(smoke_run):
     assert (Path(state.checkpoint) / "curriculum.pkl").is_file()
 
 
-def test_resume_continues_steps_and_curriculum_state(smoke_run, ray_session):
+def test_resume_continues_steps_and_curriculum_state(smoke_run, ray_session, monkeypatch):
     run_dir, client, run = smoke_run
     run_path = Path(run.data.tags["mto.run_path"])
     before = TrainerState.load(run_path / STATE_FILE)
@@ -81,11 +82,16 @@ def test_resume_continues_steps_and_curriculum_state(smoke_run, ray_session):
 
     with open(Path(before.checkpoint) / "curriculum.pkl", "rb") as f:
         saved = pickle.load(f)
+    resumed_learner = capture_resumed_learner(monkeypatch)
     # Two more iterations: 64 steps per env, past the smoke horizon (50), so every env finishes an
     # episode after the resume (with one iteration, 32 steps, none might, and the count below stood still).
     code = main(["train", "--resume", run.info.run_id, "--run-dir", str(run_dir), "--no-live",
                  "--set", "training.iterations=4"])
     assert code == 0
+    # The policy and its optimizer continue from the checkpoint, tensor by tensor, not from a
+    # fresh initialisation (driver-side counters alone cannot tell the two apart).
+    (resumed,) = resumed_learner
+    assert assert_learner_equals_checkpoint(resumed, before.checkpoint) > 10
     after = TrainerState.load(run_path / STATE_FILE)
     assert after.iteration == 4
     assert after.env_steps > before.env_steps
