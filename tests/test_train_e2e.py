@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,9 @@ def test_resume_continues_steps_and_curriculum_state(smoke_run, ray_session, mon
 
     with open(Path(before.checkpoint) / "curriculum.pkl", "rb") as f:
         saved = pickle.load(f)
+    # Kept aside: the resumed run's checkpoint retention removes this checkpoint before we compare.
+    kept = Path(run_dir) / "resumed_from"
+    shutil.copytree(before.checkpoint, kept)
     resumed_learner = capture_resumed_learner(monkeypatch)
     # Two more iterations: 64 steps per env, past the smoke horizon (50), so every env finishes an
     # episode after the resume (with one iteration, 32 steps, none might, and the count below stood still).
@@ -91,7 +95,7 @@ def test_resume_continues_steps_and_curriculum_state(smoke_run, ray_session, mon
     # The policy and its optimizer continue from the checkpoint, tensor by tensor, not from a
     # fresh initialisation (driver-side counters alone cannot tell the two apart).
     (resumed,) = resumed_learner
-    assert assert_learner_equals_checkpoint(resumed, before.checkpoint) > 10
+    assert assert_learner_equals_checkpoint(resumed, kept) > 10
     after = TrainerState.load(run_path / STATE_FILE)
     assert after.iteration == 4
     assert after.env_steps > before.env_steps
