@@ -30,6 +30,8 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
+from orchestrator.rl.vector_sampling import PackedEpisodes
+
 
 def gae_per_chunk(values: np.ndarray, rewards: np.ndarray, terminated_last: np.ndarray, lengths: np.ndarray,
                   gamma: float, lambda_: float) -> np.ndarray:
@@ -80,26 +82,28 @@ class EpisodesToTrainBatchWithGAE(ConnectorV2):
         self.decoupled, self.max_importance_weight = bool(decoupled), float(max_importance_weight)
 
     def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, **kwargs) -> Any:
-        chunks = [ep for ep in episodes if len(ep) > 0]
-        lengths = np.array([len(ep) for ep in chunks])
-        obs = [ep.get_observations(slice(0, len(ep) + 1)) for ep in chunks]  # L + 1: the final obs is the bootstrap row
-        columns: dict[str, Any] = {
-            Columns.OBS: _concat(obs),
-            Columns.ACTIONS: _with_last_repeated([ep.get_actions(slice(0, len(ep))) for ep in chunks]),
-            Columns.REWARDS: np.concatenate([np.append(np.asarray(ep.get_rewards(slice(0, len(ep))), np.float32), 0.0)
-                                             for ep in chunks]).astype(np.float32),
-        }
-        terminated = np.array([ep.is_terminated for ep in chunks])
-        truncated = ~terminated  # a chunk that did not end is cut here (RLlib's AddOneTsToEpisodesAndTruncate)
-        ends = np.cumsum(lengths + 1) - 2  # each chunk's last step
+        packed = PackedEpisodes(episodes)  # one array per column; each chunk's L + 1 observations in a row
+        lengths = packed.lengths
         rows = int(np.sum(lengths + 1))
-        columns[Columns.TERMINATEDS] = _flags(rows, ends, terminated)
-        columns[Columns.TRUNCATEDS] = _flags(rows, ends, truncated)
-        columns[Columns.LOSS_MASK] = np.ones(rows, bool)
-        columns[Columns.LOSS_MASK][ends + 1] = False
-        for key in chunks[0].extra_model_outputs:
-            columns[key] = _with_last_repeated([ep.get_extra_model_outputs(key, indices=slice(0, len(ep)))
-                                                for ep in chunks])
+        chunk = np.repeat(np.arange(len(lengths)), lengths + 1)
+        offset = np.arange(rows) - np.repeat(np.cumsum(lengths + 1) - (lengths + 1), lengths + 1)
+        bootstrap = offset == lengths[chunk]  # the row after each chunk's last step
+        # Each row's step; a bootstrap row repeats its chunk's last step (RLlib's AddOneTsToEpisodesAndTruncate).
+        step = (np.cumsum(lengths) - lengths)[chunk] + np.minimum(offset, lengths[chunk] - 1)
+        rewards = packed.rewards[step].astype(np.float32)
+        rewards[bootstrap] = 0.0
+        terminated = packed.terminated
+        last_step = np.flatnonzero(bootstrap) - 1
+        columns: dict[str, Any] = {
+            Columns.OBS: packed.observations,
+            Columns.ACTIONS: packed.actions[step],
+            Columns.REWARDS: rewards,
+            Columns.TERMINATEDS: _flags(rows, last_step, terminated),
+            # A chunk that did not end is cut at its last step (RLlib's AddOneTsToEpisodesAndTruncate).
+            Columns.TRUNCATEDS: _flags(rows, last_step, ~terminated),
+            Columns.LOSS_MASK: ~bootstrap,
+            **{key: column[step] for key, column in packed.extra.items()},
+        }
         module = rl_module[DEFAULT_MODULE_ID]
         device = next(module.parameters()).device
         tensors = _to_torch(columns, device)
@@ -112,7 +116,7 @@ class EpisodesToTrainBatchWithGAE(ConnectorV2):
             else:
                 values = module.compute_values(tensors)
             values = values.cpu().numpy().astype(np.float64)
-        targets = gae_per_chunk(values, columns[Columns.REWARDS].astype(np.float64), terminated, lengths, self.gamma, self.lambda_)
+        targets = gae_per_chunk(values, rewards.astype(np.float64), terminated, lengths, self.gamma, self.lambda_)
         advantages = targets - values.astype(np.float32)
         advantages = (advantages - advantages.mean()) / max(1e-4, advantages.std())
         tensors[Postprocessing.ADVANTAGES] = torch.from_numpy(advantages.astype(np.float32)).to(device)
@@ -136,27 +140,15 @@ def decouple_from_behaviour_policy(module, batch: dict[str, Any], max_importance
     ``max_importance_weight`` (as V-trace truncates its weights). RLlib's clipped objective is
     then the decoupled objective: w * min(r A, clip(r) A) with r = pi / pi_prox, w > 0.
     """
-    from ray.rllib.core.columns import Columns as C
-
     with torch.no_grad():
         if logits is None:  # ``logits``: the module's forward_train output on ``batch``, when already computed
-            logits = module.forward_train(batch)[C.ACTION_DIST_INPUTS]
+            logits = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
         dist = module.get_train_action_dist_cls().from_logits(logits)
-        logp_prox = dist.logp(batch[C.ACTIONS])
-    weight = torch.exp(logp_prox - batch[C.ACTION_LOGP]).clamp(max=max_importance_weight)
+        logp_prox = dist.logp(batch[Columns.ACTIONS])
+    weight = torch.exp(logp_prox - batch[Columns.ACTION_LOGP]).clamp(max=max_importance_weight)
     batch[Postprocessing.ADVANTAGES] = batch[Postprocessing.ADVANTAGES] * weight
-    batch[C.ACTION_LOGP] = logp_prox
-    batch[C.ACTION_DIST_INPUTS] = logits
-
-
-def _concat(parts: list) -> Any:
-    if isinstance(parts[0], dict):
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return np.concatenate(parts)
-
-
-def _with_last_repeated(parts: list) -> np.ndarray:
-    return np.concatenate([np.concatenate([p, p[-1:]]) for p in map(np.asarray, parts)])
+    batch[Columns.ACTION_LOGP] = logp_prox
+    batch[Columns.ACTION_DIST_INPUTS] = logits
 
 
 def _flags(rows: int, at: np.ndarray, values: np.ndarray) -> np.ndarray:

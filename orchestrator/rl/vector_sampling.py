@@ -245,8 +245,9 @@ class PackedEpisodes:
     """Numpy episode chunks sent between processes as a few contiguous arrays.
 
     Pickling a thousand `SingleAgentEpisode` objects makes ten thousand small arrays to
-    rebuild on the other side (it took 18% of the learner's time, README, Performance);
+    rebuild on the other side (it took 18% of the learner's time, docs/performance.md);
     packed, each column is one array and `unpack` rebuilds the episodes as views into them.
+    The lean learner connector builds its train batch from these columns too.
     """
 
     def __init__(self, episodes: list[SingleAgentEpisode]) -> None:
