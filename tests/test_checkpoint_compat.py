@@ -8,26 +8,21 @@ and `...MultiTaskPPOModule` under their old module path.
 
 from __future__ import annotations
 
-import json
 import pickle
-import shutil
 from pathlib import Path
 
 import mlflow
 import pytest
-from mlflow.tracking import MlflowClient
 
 from checkpoint_state import assert_learner_equals_checkpoint, capture_resumed_learner
+from mlflow_fixtures import CHECKPOINT_FIXTURE, FIXTURE_CHECKPOINT, register_fixture_run
 from orchestrator.cli import main
 from orchestrator.runs.run_folder import STATE_FILE, TrainerState
-from orchestrator.runs.tracking import RUN_PATH_TAG, default_tracking_uri, ensure_experiment
-
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "checkpoint_before_subpackages"
-OLD_CHECKPOINT = "iter_000002"
+from orchestrator.runs.tracking import default_tracking_uri
 
 
 def test_fixture_names_the_old_module_paths():
-    pickled = (FIXTURE / "checkpoints" / OLD_CHECKPOINT / "algorithm" / "class_and_ctor_args.pkl").read_bytes()
+    pickled = (CHECKPOINT_FIXTURE / "checkpoints" / FIXTURE_CHECKPOINT / "algorithm" / "class_and_ctor_args.pkl").read_bytes()
     assert b"orchestrator.rl_multitask" in pickled  # otherwise this file tests nothing
 
 
@@ -48,21 +43,9 @@ def legacy_run(tmp_path, monkeypatch):
     """The fixture run folder placed in a fresh run dir, registered in a fresh MLflow store."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     run_dir = tmp_path / "runs"
-    run_path = run_dir / "legacy-fixture"
-    shutil.copytree(FIXTURE, run_path)
-    uri = default_tracking_uri(run_dir)
-    experiment_id = ensure_experiment("mto", uri, run_dir)
-    client = MlflowClient(uri)
-    run = client.create_run(experiment_id, run_name="legacy-fixture",
-                            tags={RUN_PATH_TAG: str(run_path), "mto.kind": "rl", "mto.config_name": "legacy-fixture"})
-    checkpoint = run_path / "checkpoints" / OLD_CHECKPOINT
-    for state_file in (run_path / STATE_FILE, checkpoint / STATE_FILE):
-        state = json.loads(state_file.read_text())
-        state.update(checkpoint=str(checkpoint), mlflow_run_id=run.info.run_id)
-        state_file.write_text(json.dumps(state))
-    client.set_terminated(run.info.run_id, "KILLED")
-    mlflow.set_tracking_uri(uri)
-    return run_dir, run_path, client, run.info.run_id
+    client, run_id, _ = register_fixture_run(run_dir, "legacy-fixture")
+    mlflow.set_tracking_uri(default_tracking_uri(run_dir))
+    return run_dir, run_dir / "legacy-fixture", client, run_id
 
 
 def test_checkpoint_from_before_the_move_resumes(ray_session, legacy_run, monkeypatch):

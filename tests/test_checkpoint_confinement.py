@@ -18,16 +18,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
+from mlflow_fixtures import CHECKPOINT_FIXTURE, FIXTURE_CHECKPOINT, register_fixture_run
 from orchestrator.cli import main
 from orchestrator.rl.evaluate import MODULE_SUBDIR
 from orchestrator.runs.run_folder import STATE_FILE
-from orchestrator.runs.tracking import RUN_PATH_TAG, default_tracking_uri, ensure_experiment
+from orchestrator.runs.tracking import RUN_PATH_TAG, default_tracking_uri
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "tests" / "fixtures" / "checkpoint_before_subpackages"
-CHECKPOINT = "iter_000002"
 
 
 class _Planted:
@@ -42,8 +40,8 @@ class _Planted:
 
 def plant_run_folder(folder: Path, marker: Path) -> Path:
     """A copy of a real run folder whose every pickle runs code; returns its checkpoint."""
-    shutil.copytree(FIXTURE, folder)
-    checkpoint = folder / "checkpoints" / CHECKPOINT
+    shutil.copytree(CHECKPOINT_FIXTURE, folder)
+    checkpoint = folder / "checkpoints" / FIXTURE_CHECKPOINT
     payload = pickle.dumps(_Planted(marker))
     pickles = list(folder.rglob("*.pkl"))
     assert checkpoint / "curriculum.pkl" in pickles and checkpoint / MODULE_SUBDIR / "class_and_ctor_args.pkl" in pickles
@@ -63,20 +61,9 @@ def stores(tmp_path, monkeypatch):
     planted run folder outside run_dir (as in /tmp on a shared host)."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     run_dir, marker = tmp_path / "runs", tmp_path / "MARKER"
-    run_path = run_dir / "genuine"
-    shutil.copytree(FIXTURE, run_path)
-    uri = default_tracking_uri(run_dir)
-    client = MlflowClient(uri)
-    run = client.create_run(ensure_experiment("mto", uri, run_dir), run_name="genuine",
-                            tags={RUN_PATH_TAG: str(run_path), "mto.kind": "rl", "mto.config_name": "genuine"})
-    genuine_checkpoint = run_path / "checkpoints" / CHECKPOINT
-    for state_file in (run_path / STATE_FILE, genuine_checkpoint / STATE_FILE):
-        state = json.loads(state_file.read_text())
-        state.update(checkpoint=str(genuine_checkpoint), mlflow_run_id=run.info.run_id)
-        state_file.write_text(json.dumps(state))
-    client.set_terminated(run.info.run_id, "KILLED")
+    client, run_id, _ = register_fixture_run(run_dir, "genuine")
     planted = plant_run_folder(tmp_path / "elsewhere" / "planted", marker)
-    return {"run_dir": run_dir, "run_path": run_path, "client": client, "run_id": run.info.run_id,
+    return {"run_dir": run_dir, "run_path": run_dir / "genuine", "client": client, "run_id": run_id,
             "planted": planted, "marker": marker}
 
 

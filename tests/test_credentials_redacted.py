@@ -4,17 +4,14 @@ output line (issue 28): the run talks to a real `mlflow server` through
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mlflow_fixtures import mlflow_binary, wait_for_mlflow_server
 from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.runs.redaction import redacted, without_userinfo
@@ -41,22 +38,12 @@ def mlflow_server(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    if not mlflow_bin.exists():
-        mlflow_bin = Path(shutil.which("mlflow") or "mlflow")
-    proc = subprocess.Popen([str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port),
+    proc = subprocess.Popen([str(mlflow_binary()), "server", "--host", "127.0.0.1", "--port", str(port),
                              "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
                              "--artifacts-destination", str(store / "artifacts")],
                             cwd=store, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.time() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
+        wait_for_mlflow_server(proc, port, timeout_s=120)
         yield port, store
     finally:
         proc.terminate()

@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Iterator
@@ -781,9 +780,10 @@ def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
     headers and the login in-cluster clients send."""
     import base64
     import socket
-    import time
     import urllib.error
     import urllib.request
+
+    from mlflow_fixtures import mlflow_binary, wait_for_mlflow_server
 
     (deployment,) = objects(rendered, "cpu-dev", "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -805,11 +805,7 @@ def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
     args = list(container["args"])
     args[args.index("--port") + 1] = str(port)
     args[args.index("--host") + 1] = "127.0.0.1"
-    # The mlflow next to this interpreter: the version pinned in pyproject.toml.
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    if not mlflow_bin.exists():
-        mlflow_bin = Path(shutil.which("mlflow") or "mlflow")
-    proc = subprocess.Popen([str(mlflow_bin), "server", *args], env=env, cwd=tmp_path,
+    proc = subprocess.Popen([str(mlflow_binary()), "server", *args], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def get(host: str, user: str | None = "admin", password: str = secret["password"]) -> int:
@@ -823,14 +819,7 @@ def test_mlflow_server_starts_with_the_deployment_settings(rendered, tmp_path):
             except urllib.error.HTTPError as err:
                 return err.code
 
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None and time.time() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
+        wait_for_mlflow_server(proc, port, timeout_s=90)
         assert get("mlflow:5000") == 200
         assert get("mlflow.mto.svc.cluster.local:5000") == 200
         assert get("localhost:5000") == 200  # kubectl port-forward svc/mlflow 5000:5000
