@@ -91,6 +91,11 @@ class _StepColumns:
         self.truncated[:, t] = truncated
         self.resetting[:, t] = resetting
 
+    def obs_at(self, i: int, t: int) -> Any:
+        if isinstance(self.obs, dict):
+            return {k: v[i, t] for k, v in self.obs.items()}
+        return self.obs[i, t]
+
     def obs_slice(self, i: int, start: int, stop: int) -> Any:
         if isinstance(self.obs, dict):
             return {k: v[i, start:stop] for k, v in self.obs.items()}
@@ -199,15 +204,10 @@ def _episode_chunks(runner, cols: _StepColumns, steps: int, start_obs: list) -> 
             chunk = _chunk(cols, i, start, steps, ep_id, t_started, obs_space, act_space, seq_no, False, False)
             ongoing.append(chunk)
             ep_id, t_started = chunk.id_, t_started + (steps - start)
-        last = cols.obs_slice(i, steps, steps + 1)
         episodes[i] = SingleAgentEpisode(
-            id_=ep_id, observations=[_first(last)], infos=[{}], t_started=t_started, len_lookback_buffer=0,
+            id_=ep_id, observations=[cols.obs_at(i, steps)], infos=[{}], t_started=t_started, len_lookback_buffer=0,
             observation_space=obs_space, action_space=act_space)
     return done, ongoing
-
-
-def _first(batch: Any) -> Any:
-    return {k: v[0] for k, v in batch.items()} if isinstance(batch, dict) else batch[0]
 
 
 def _chunk(cols: _StepColumns, i: int, start: int, stop: int, ep_id, t_started: int, obs_space, act_space,
