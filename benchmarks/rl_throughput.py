@@ -70,7 +70,7 @@ def shipped(args) -> None:
 
     from benchmarks.minimal_ppo import MinimalPPO, MinimalPPOSettings
     from orchestrator.config import build_scheduler, load_config, resolve_item_names, resolve_task_space
-    from orchestrator.rl.algorithm import build_algorithm, env_config_for
+    from orchestrator.rl.algorithm import build_algorithm, env_config_for, local_learner_threads
     from orchestrator.rl.curriculum_actor import start_curriculum_actor
 
     quickstart = REPO / "configs" / "quickstart.yaml"
@@ -92,7 +92,7 @@ def shipped(args) -> None:
             actors.append(start_curriculum_actor(build_scheduler(cfg, space.names, resolve_item_names(cfg)),
                                                  name=name, namespace="bench"))
             algos[arm] = build_algorithm(cfg, env_config_for(cfg, list(space.names), name, "bench"))
-        threads = {arm: _threads(cfg) for arm, cfg in cfgs.items()}
+        threads = {arm: local_learner_threads(cfg) for arm, cfg in cfgs.items()}
         for _ in range(args.rounds):
             for it in range(args.block):
                 sample_s, learn_s = minimal.iteration()
@@ -177,13 +177,7 @@ def _progress_line_rate(iterations: int) -> dict:
             "iterations": iterations, "wall_s": wall}
 
 
-def _threads(cfg) -> int:
-    from orchestrator.rl.algorithm import local_learner_threads
-
-    return local_learner_threads(cfg)
-
-
-def _alternate(algos: dict, iterations: int, threads: dict | None = None, set_threads=None) -> dict[str, list[float]]:
+def _alternate(algos: dict, iterations: int) -> dict[str, list[float]]:
     """Train the algorithms in turn, one iteration each, ``iterations`` + 1 times; env-steps/s per
     measured iteration (the first is a warm-up: module build, first connections)."""
     from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS
@@ -191,8 +185,6 @@ def _alternate(algos: dict, iterations: int, threads: dict | None = None, set_th
     samples: dict[str, list[float]] = {k: [] for k in algos}
     for it in range(iterations + 1):
         for name, algo in algos.items():
-            if set_threads is not None and threads is not None:
-                set_threads(threads[name])  # each arm's learner runs with its own config's thread count
             t0 = time.perf_counter()
             result = algo.train()
             dt = time.perf_counter() - t0
