@@ -18,6 +18,7 @@ from orchestrator.rl.curriculum_actor import (  # noqa: E402
     VERSION_GAP_AFTER_RESTORE,
     ActorCurriculumClient,
     CurriculumActor,
+    RunnerSequences,
     start_curriculum_actor,
 )
 from orchestrator.rl.curriculum_wrapper import CurriculumVectorWrapper  # noqa: E402
@@ -176,5 +177,95 @@ def test_a_scheduler_object_with_state_starts_the_actor_from_that_state(ray_sess
         metrics = ray.get(handle.metrics.remote())
         assert metrics["p_fast/log"] == pytest.approx(0.19) and metrics["episodes/log"] == 3.0
         assert metrics["num_bonus_items"] == scheduler.metrics()["num_bonus_items"]
+    finally:
+        ray.kill(handle, no_restart=True)
+
+
+# --- idempotent outcome batches (issue 25) ---------------------------------------------
+
+def test_runner_sequences_absorb_each_number_once_in_any_order():
+    seqs = RunnerSequences()
+    for n in (1, 2, 4, 5):
+        assert not seqs.seen("a", n)
+        seqs.add("a", n)
+    assert seqs.watermark == {"a": 2} and seqs.above == {"a": {4, 5}}
+    assert seqs.seen("a", 1) and seqs.seen("a", 4) and not seqs.seen("a", 3) and not seqs.seen("b", 1)
+    seqs.add("a", 3)  # the gap closes: the watermark moves past everything seen
+    assert seqs.watermark == {"a": 5} and seqs.above == {}
+    copy = RunnerSequences()
+    copy.load_state_dict(pickle.loads(pickle.dumps(seqs.state_dict())))
+    assert copy.watermark == seqs.watermark and copy.seen("a", 5) and not copy.seen("a", 6)
+
+
+def test_a_numbered_batch_is_counted_once_and_its_number_survives_a_checkpoint(tmp_path):
+    actor = CurriculumActor(settings(), checkpoint_path=str(tmp_path / "c.pkl"), checkpoint_every_reports=1)
+    assert actor.report(batch([0, 1], [1, 0]), "runner-a", 1) == 2
+    assert actor.report(batch([0, 1], [1, 0]), "runner-a", 1) == 2  # acknowledged...
+    assert actor.metrics()["episodes_total"] == 2.0  # ...not counted
+    assert actor.metrics()["actor/duplicate_reports"] == 1.0
+    actor.report(batch([2], [1]), "runner-b", 1)  # another runner's number 1 is its own
+    with pytest.raises(ValueError, match="start at 1"):
+        actor.report(batch([2], [1]), "runner-b", 0)
+    restored = CurriculumActor(settings(), checkpoint_path=str(tmp_path / "c.pkl"))
+    assert restored.restored_from is not None
+    restored.report(batch([0], [1]), "runner-a", 1)
+    restored.report(batch([0], [1]), "runner-b", 1)
+    assert restored.metrics()["episodes_total"] == 3.0 and restored.metrics()["actor/duplicate_reports"] == 2.0
+    restored.report(batch([0], [1]), "runner-a", 2)
+    assert restored.metrics()["episodes_total"] == 4.0
+    # Unnumbered reports (older callers, the driver's own) are absorbed every time, as before.
+    restored.report(batch([0], [1]))
+    restored.report(batch([0], [1]))
+    assert restored.metrics()["episodes_total"] == 6.0
+
+
+def test_a_checkpoint_written_before_numbering_still_loads(tmp_path):
+    actor = CurriculumActor(settings())
+    actor.report(batch([0, 0, 0], [0, 1, 1]))
+    path = tmp_path / "old.pkl"
+    path.write_bytes(pickle.dumps({"format": 1, "kind": "learning_progress", "state": actor.state_dict()}))
+    restored = CurriculumActor(settings(), checkpoint_path=str(path))
+    assert restored.metrics()["p_fast/log"] == pytest.approx(0.19) and restored.sequences.watermark == {}
+
+
+def _crashing_actor(tmp_path, every_reports: int):
+    marker = tmp_path / "crashed"
+    handle = start_curriculum_actor(
+        settings(), name=f"curriculum-{uuid.uuid4().hex[:8]}", checkpoint_path=str(tmp_path / "curriculum.pkl"),
+        checkpoint_every_reports=every_reports, checkpoint_every_seconds=3600, max_restarts=2,
+        crash_once_after_report=str(marker),
+    )
+    return handle, marker
+
+
+@pytest.mark.parametrize("every_reports,duplicates", [(1, 1.0), (1000, 0.0)], ids=["saved-then-killed", "killed-before-save"])
+def test_actor_killed_between_absorbing_and_answering_counts_each_batch_once(ray_session, tmp_path, every_reports, duplicates):
+    """The first report is absorbed (and, with every_reports=1, saved with its number); the
+    process then dies before answering and Ray retries the call on the restarted actor."""
+    handle, marker = _crashing_actor(tmp_path, every_reports)
+    try:
+        client = ActorCurriculumClient(handle)
+        client.report(batch([0, 0, 1], [1, 0, 1]))
+        client.flush(timeout_s=120)  # waits through the crash, the restart and the retry
+        client.report(batch([2, 2], [1, 1]))
+        client.flush(timeout_s=60)
+        assert marker.exists()  # the crash really happened
+        metrics = ray.get(handle.metrics.remote(), timeout=60)
+        assert metrics["episodes_total"] == 5.0
+        assert metrics["episodes/log"] == 2.0 and metrics["episodes/planks"] == 1.0 and metrics["episodes/stick"] == 2.0
+        assert metrics["actor/duplicate_reports"] == duplicates
+        assert metrics["actor/restored"] == float(every_reports == 1)  # restored only when a file was saved
+    finally:
+        ray.kill(handle, no_restart=True)
+
+
+def test_without_numbers_the_retried_batch_counts_twice(ray_session, tmp_path):
+    """The control: what the numbering prevents. An unnumbered batch saved and then not answered
+    is absorbed again by Ray's retry."""
+    handle, marker = _crashing_actor(tmp_path, 1)
+    try:
+        ray.get(handle.report.remote(batch([0, 0, 1], [1, 0, 1])), timeout=120)
+        assert marker.exists()
+        assert ray.get(handle.metrics.remote(), timeout=60)["episodes_total"] == 6.0
     finally:
         ray.kill(handle, no_restart=True)

@@ -6,17 +6,26 @@ the driver reads `metrics()` once per iteration. The actor saves its state to
 `checkpoint_path` every N reports or S seconds and loads it again when Ray
 restarts it (`max_restarts`), so a crash loses at most the outcomes since the
 last save.
+
+Outcome batches are idempotent: each client numbers its batches (one runner
+id, sequence 1, 2, ...), and the actor keeps, per runner, which numbers it has
+absorbed, saved in the same file as the scheduler state. When the actor dies
+after absorbing (and saving) a batch but before its answer reaches the client,
+Ray retries the call on the restarted actor (`max_task_retries=-1`); the
+restored state already holds that number, so the retry is acknowledged and not
+counted again. A batch absorbed but not yet saved is absent from both the
+restored state and the restored numbers, so its retry is absorbed once.
 """
 
 from __future__ import annotations
 
 import copy
-
 import logging
 import os
 import pickle
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +61,37 @@ def _build(scheduler: Curriculum | dict[str, Any]) -> Curriculum:
     )
 
 
+class RunnerSequences:
+    """Which batch numbers each runner has had absorbed: a contiguous watermark plus the few
+    numbers above it that arrived early (Ray keeps one caller's calls in order, but a retry
+    after a restart must not be mistaken for a gap)."""
+
+    def __init__(self) -> None:
+        self.watermark: dict[str, int] = {}
+        self.above: dict[str, set[int]] = {}
+
+    def seen(self, runner: str, sequence: int) -> bool:
+        return sequence <= self.watermark.get(runner, 0) or sequence in self.above.get(runner, ())
+
+    def add(self, runner: str, sequence: int) -> None:
+        mark = self.watermark.get(runner, 0)
+        early = self.above.setdefault(runner, set())
+        early.add(sequence)
+        while mark + 1 in early:
+            mark += 1
+            early.discard(mark)
+        self.watermark[runner] = mark
+        if not early:
+            del self.above[runner]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"watermark": dict(self.watermark), "above": {r: sorted(s) for r, s in self.above.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.watermark = {str(r): int(m) for r, m in state.get("watermark", {}).items()}
+        self.above = {str(r): {int(x) for x in s} for r, s in state.get("above", {}).items() if s}
+
+
 def _write_atomically(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -74,6 +114,9 @@ class CurriculumActor:
         checkpoint_every_reports: save after this many `report` calls...
         checkpoint_every_seconds: ...or when this long has passed since the last save.
         initial_state: a `state_dict()` to start from when there is no checkpoint yet.
+        crash_once_after_report: fault injection for tests only: a marker file path; the first
+            `report` that finds it absent creates it and kills the process after absorbing (and
+            saving, if due) but before answering. Off (None) in every run.
     """
 
     def __init__(
@@ -83,8 +126,12 @@ class CurriculumActor:
         checkpoint_every_reports: int = 100,
         checkpoint_every_seconds: float = 30.0,
         initial_state: dict[str, Any] | None = None,
+        crash_once_after_report: str | None = None,
     ) -> None:
         self.scheduler = _build(scheduler)
+        self.sequences = RunnerSequences()
+        self.duplicate_reports = 0
+        self.crash_once_after_report = crash_once_after_report
         if initial_state is not None:
             self.scheduler.load_state_dict(initial_state)
         self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
@@ -118,8 +165,19 @@ class CurriculumActor:
         """Returns once the actor is constructed (and restored)."""
         return True
 
-    def report(self, outcomes: EpisodeOutcomes) -> int:
-        """Absorb a batch. A rejected batch raises ValueError and changes nothing. Returns its size."""
+    def report(self, outcomes: EpisodeOutcomes, runner: str | None = None, sequence: int | None = None) -> int:
+        """Absorb a batch. A rejected batch raises ValueError and changes nothing. Returns its size.
+
+        With `runner` and `sequence` (>= 1, one count per runner) the batch is absorbed at most
+        once: a number already absorbed (a retry after a restart) is acknowledged, not counted.
+        """
+        numbered = runner is not None and sequence is not None
+        if numbered:
+            if sequence < 1:
+                raise ValueError(f"report sequence numbers start at 1, got {sequence}")
+            if self.sequences.seen(runner, sequence):
+                self.duplicate_reports += 1
+                return len(outcomes)
         start = time.perf_counter()
         try:
             self.scheduler.update(outcomes)
@@ -127,6 +185,10 @@ class CurriculumActor:
             self.rejected_reports += 1
             self.last_rejection = str(err)
             raise
+        finally:
+            # A rejected batch uses its number too: retrying it could only be rejected again.
+            if numbered:
+                self.sequences.add(runner, sequence)
         self.update_seconds += time.perf_counter() - start
         self.reports += 1
         self._reports_since_save += 1
@@ -135,6 +197,9 @@ class CurriculumActor:
             or time.monotonic() - self._last_save >= self.checkpoint_every_seconds
         ):
             self._periodic_save()
+        if self.crash_once_after_report is not None and not os.path.exists(self.crash_once_after_report):
+            Path(self.crash_once_after_report).touch()
+            os._exit(1)  # absorbed (and maybe saved), never answered: what a crash here looks like
         return len(outcomes)
 
     def _periodic_save(self) -> None:
@@ -162,6 +227,8 @@ class CurriculumActor:
         metrics = self.scheduler.metrics()
         metrics["actor/reports"] = float(self.reports)
         metrics["actor/rejected_reports"] = float(self.rejected_reports)
+        metrics["actor/duplicate_reports"] = float(self.duplicate_reports)
+        metrics["actor/senders"] = float(len(self.sequences.watermark))
         metrics["actor/checkpoints_saved"] = float(self.checkpoints_saved)
         metrics["actor/failed_checkpoints"] = float(self.failed_checkpoints)
         metrics["actor/restored"] = float(self.restored_from is not None)
@@ -179,7 +246,10 @@ class CurriculumActor:
         target = Path(path) if path is not None else self.checkpoint_path
         if target is None:
             raise ValueError("save_checkpoint: no path given and the actor has no checkpoint_path")
-        payload = {"format": CHECKPOINT_FORMAT, "kind": self.scheduler.kind, "state": self.scheduler.state_dict()}
+        # The batch numbers go in the same file as the state they produced: restored together,
+        # a retried batch is either in both (duplicate) or in neither (absorbed again).
+        payload = {"format": CHECKPOINT_FORMAT, "kind": self.scheduler.kind, "state": self.scheduler.state_dict(),
+                   "sequences": self.sequences.state_dict()}
         _write_atomically(target, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         if path is None or target == self.checkpoint_path:
             self._reports_since_save = 0
@@ -196,6 +266,8 @@ class CurriculumActor:
         if payload["kind"] != self.scheduler.kind:
             log.warning("checkpoint %s was written by a %s curriculum; loading into %s", path, payload["kind"], self.scheduler.kind)
         self.scheduler.load_state_dict(payload["state"])
+        self.sequences = RunnerSequences()
+        self.sequences.load_state_dict(payload.get("sequences", {}))  # files older than numbering have none
         self.scheduler.skip_versions(VERSION_GAP_AFTER_RESTORE)
         self.restored_from = str(path)
 
@@ -209,6 +281,7 @@ def start_curriculum_actor(
     checkpoint_every_reports: int = 100,
     checkpoint_every_seconds: float = 30.0,
     num_cpus: float = 0,
+    crash_once_after_report: str | None = None,
 ) -> "ray.actor.ActorHandle":
     """Start the named CurriculumActor and wait until it is up (restored from `checkpoint_path` if present).
 
@@ -230,7 +303,8 @@ def start_curriculum_actor(
         max_restarts=max_restarts,
         max_task_retries=-1 if max_restarts != 0 else 0,
         num_cpus=num_cpus,
-    ).remote(scheduler, checkpoint_path, checkpoint_every_reports, checkpoint_every_seconds, initial_state)
+    ).remote(scheduler, checkpoint_path, checkpoint_every_reports, checkpoint_every_seconds, initial_state,
+             crash_once_after_report)
     ray.get(handle.ready.remote())
     return handle
 
@@ -240,8 +314,11 @@ class ActorCurriculumClient:
 
     Reports are sent fire-and-forget; at most `max_in_flight_reports` are
     outstanding, beyond that outcomes queue locally and go out joined with the
-    next send. Finished report calls are checked with ``ray.wait(timeout=0)`` so
-    a rejected batch surfaces here as an error instead of vanishing. `poll`
+    next send. Every batch sent carries this client's runner id and the next
+    sequence number, so the actor absorbs it at most once (a copy of the client
+    in another process gets its own id). Finished report calls are checked with
+    ``ray.wait(timeout=0)`` so a rejected batch surfaces here as an error
+    instead of vanishing. `poll`
     keeps one distribution request in flight and returns its answer once ready.
     """
 
@@ -251,6 +328,8 @@ class ActorCurriculumClient:
         self._reports: list[ray.ObjectRef] = []
         self._backlog: list[EpisodeOutcomes] = []
         self._distribution_ref: ray.ObjectRef | None = None
+        self.runner_id = uuid.uuid4().hex
+        self.sequence = 0
 
     @classmethod
     def from_name(cls, name: str = "curriculum", namespace: str | None = None, **kwargs: Any) -> "ActorCurriculumClient":
@@ -277,7 +356,11 @@ class ActorCurriculumClient:
             self._backlog.append(outcomes)
             outcomes = EpisodeOutcomes.concat(self._backlog)
             self._backlog = []
-        self._reports.append(self.handle.report.remote(outcomes))
+        self._send(outcomes)
+
+    def _send(self, outcomes: EpisodeOutcomes) -> None:
+        self.sequence += 1
+        self._reports.append(self.handle.report.remote(outcomes, self.runner_id, self.sequence))
 
     def poll(self, known_version: int) -> CurriculumDistribution | None:
         ref = self._distribution_ref
@@ -306,7 +389,7 @@ class ActorCurriculumClient:
         if self._backlog:
             outcomes = EpisodeOutcomes.concat(self._backlog)
             self._backlog = []
-            self._reports.append(self.handle.report.remote(outcomes))
+            self._send(outcomes)
         if self._reports:
             ray.wait(self._reports, num_returns=len(self._reports), timeout=timeout_s)
         self._reap()

@@ -353,7 +353,8 @@ def _evaluate_for_curriculum(cfg, algo, actor, state: TrainerState) -> None:
     outcomes = evaluation_episodes(
         algo.get_module(), cfg, cfg.curriculum.evaluation_episodes_per_task, greedy=False, seed=cfg.seed + state.iteration
     )
-    ray.get(actor.report.remote(outcomes))
+    # Numbered by iteration: a retry after the actor died before answering is not counted twice.
+    ray.get(actor.report.remote(outcomes, f"evaluation-{state.iteration}", 1))
 
 
 def _log_plots_safe(run_id: str | None, order, mastery_threshold: float) -> None:

@@ -120,7 +120,7 @@ def _evaluate_for_curriculum(cfg: ExperimentConfig, algo, actor, iteration: int)
         return
     outcomes = evaluation_episodes(algo.get_module(), cfg, cfg.curriculum.evaluation_episodes_per_task, greedy=False,
                                    seed=cfg.seed + iteration)
-    ray.get(actor.report.remote(outcomes))
+    ray.get(actor.report.remote(outcomes, f"evaluation-{iteration}", 1))  # a retry is not counted twice
 
 
 def _online_success(actor, names: list[str]) -> dict[str, float]:
