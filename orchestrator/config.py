@@ -157,6 +157,11 @@ class CurriculumConfig(_Section):
         "machine (the shipped configs that sample in the driver set it); false: never wait, refresh by episodes "
         "or seconds")
     report_every_episodes: int = Field(32, ge=1, description="episode outcomes are sent in batches of this size")
+    publish_every_seconds: float | None = Field(
+        None, ge=0, description="the CurriculumActor recomputes the distribution it serves at most this often; null = "
+        "refresh_every_seconds (so a runner's copy is at most about 2 versions behind), 0 with reproducible: true "
+        "(every refresh sees every absorbed episode). 0 publishes on every request after new outcomes, which at "
+        "hundreds of EnvRunners floods the actor (benchmarks/curriculum_scale.py, docs/scaling.md)")
     checkpoint_every_seconds: float = Field(30.0, gt=0, description="the CurriculumActor saves its state this often (restored if it restarts)")
     evaluation_episodes_per_task: int = Field(
         8, ge=1, description="with params.success_source=evaluation: fresh episodes per task at each evaluation"

@@ -269,3 +269,31 @@ def test_without_numbers_the_retried_batch_counts_twice(ray_session, tmp_path):
         assert ray.get(handle.metrics.remote(), timeout=60)["episodes_total"] == 6.0
     finally:
         ray.kill(handle, no_restart=True)
+
+
+def test_publish_cadence_holds_the_version_until_the_interval_passes():
+    actor = CurriculumActor(settings(), publish_every_seconds=0.3)
+    first = actor.distribution(-1)
+    actor.report(batch([0, 0, 0], [0, 1, 1]))
+    assert actor.distribution(first.version) is None  # new outcomes, but within the interval
+    time.sleep(0.35)
+    newer = actor.distribution(first.version)
+    assert newer is not None and newer.version == first.version + 1
+    every_time = CurriculumActor(settings())  # the default: every request after new outcomes
+    v0 = every_time.distribution(-1).version
+    every_time.report(batch([0, 0, 0], [0, 1, 1]))
+    assert every_time.distribution(v0).version == v0 + 1
+    with pytest.raises(ValueError, match="publish_every_seconds"):
+        CurriculumActor(settings(), publish_every_seconds=-1)
+
+
+def test_the_publish_cadence_follows_the_config():
+    from orchestrator.config import load_config
+    from orchestrator.rl.training import publish_cadence
+
+    quickstart = "configs/quickstart.yaml"  # reproducible: true
+    assert publish_cadence(load_config(quickstart)) == 0.0
+    assert publish_cadence(load_config(quickstart, ["curriculum.reproducible=false"])) == 5.0  # = refresh_every_seconds
+    assert publish_cadence(load_config(quickstart, ["curriculum.reproducible=false",
+                                                    "curriculum.publish_every_seconds=0.5"])) == 0.5
+    assert publish_cadence(load_config(quickstart, ["curriculum.publish_every_seconds=3"])) == 0.0

@@ -114,6 +114,10 @@ class CurriculumActor:
         checkpoint_every_reports: save after this many `report` calls...
         checkpoint_every_seconds: ...or when this long has passed since the last save.
         initial_state: a `state_dict()` to start from when there is no checkpoint yet.
+        publish_every_seconds: recompute the published distribution at most this often (0 = on
+            every request that follows new outcomes). With hundreds of runners polling, 0 publishes
+            a new version at nearly every poll, so each runner's copy is always many versions
+            behind; a cadence makes a version a unit of time the runners can keep up with.
         crash_once_after_report: fault injection for tests only: a marker file path; the first
             `report` that finds it absent creates it and kills the process after absorbing (and
             saving, if due) but before answering. Off (None) in every run.
@@ -127,8 +131,14 @@ class CurriculumActor:
         checkpoint_every_seconds: float = 30.0,
         initial_state: dict[str, Any] | None = None,
         crash_once_after_report: str | None = None,
+        publish_every_seconds: float = 0.0,
     ) -> None:
         self.scheduler = _build(scheduler)
+        if not (publish_every_seconds >= 0):
+            raise ValueError(f"publish_every_seconds must be >= 0, got {publish_every_seconds}")
+        self.publish_every_seconds = float(publish_every_seconds)
+        self._published: CurriculumDistribution | None = None
+        self._published_at = 0.0
         self.sequences = RunnerSequences()
         self.duplicate_reports = 0
         self.crash_once_after_report = crash_once_after_report
@@ -215,7 +225,11 @@ class CurriculumActor:
 
     def distribution(self, known_version: int = -1) -> CurriculumDistribution | None:
         """The current distribution, or None when its version equals `known_version`."""
-        distribution = self.scheduler.distribution()
+        now = time.monotonic()
+        distribution = self._published
+        if distribution is None or now - self._published_at >= self.publish_every_seconds:
+            distribution = self._published = self.scheduler.distribution()
+            self._published_at = now
         return None if distribution.version == known_version else distribution
 
     def evaluation_due(self) -> bool:
@@ -240,6 +254,7 @@ class CurriculumActor:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scheduler.load_state_dict(state)
+        self._published = None
 
     def save_checkpoint(self, path: str | None = None) -> str:
         """Write the scheduler state (pickle, atomically) to `path` or the checkpoint path; returns it."""
@@ -269,6 +284,7 @@ class CurriculumActor:
         self.sequences = RunnerSequences()
         self.sequences.load_state_dict(payload.get("sequences", {}))  # files older than numbering have none
         self.scheduler.skip_versions(VERSION_GAP_AFTER_RESTORE)
+        self._published = None
         self.restored_from = str(path)
 
 
@@ -282,6 +298,7 @@ def start_curriculum_actor(
     checkpoint_every_seconds: float = 30.0,
     num_cpus: float = 0,
     crash_once_after_report: str | None = None,
+    publish_every_seconds: float = 0.0,
 ) -> "ray.actor.ActorHandle":
     """Start the named CurriculumActor and wait until it is up (restored from `checkpoint_path` if present).
 
@@ -304,7 +321,7 @@ def start_curriculum_actor(
         max_task_retries=-1 if max_restarts != 0 else 0,
         num_cpus=num_cpus,
     ).remote(scheduler, checkpoint_path, checkpoint_every_reports, checkpoint_every_seconds, initial_state,
-             crash_once_after_report)
+             crash_once_after_report, publish_every_seconds)
     ray.get(handle.ready.remote())
     return handle
 
@@ -362,7 +379,14 @@ class ActorCurriculumClient:
         self.sequence += 1
         self._reports.append(self.handle.report.remote(outcomes, self.runner_id, self.sequence))
 
+    @property
+    def awaiting_distribution(self) -> bool:
+        """A distribution request is in flight (the wrapper then checks for its answer every step)."""
+        return self._distribution_ref is not None
+
     def poll(self, known_version: int) -> CurriculumDistribution | None:
+        """Send a request when none is in flight; return its answer once it has arrived (then no
+        request is in flight until the next poll, so an answer is never a refresh interval old)."""
         ref = self._distribution_ref
         if ref is None:
             self._distribution_ref = self.handle.distribution.remote(known_version)
@@ -370,10 +394,8 @@ class ActorCurriculumClient:
         ready, _ = ray.wait([ref], timeout=0)
         if not ready:
             return None
+        self._distribution_ref = None
         result = ray.get(ref)
-        self._distribution_ref = self.handle.distribution.remote(
-            result.version if result is not None else known_version
-        )
         return result if result is not None and result.version != known_version else None
 
     def fetch(self, known_version: int = -1, timeout_s: float = 10.0) -> CurriculumDistribution | None:

@@ -239,9 +239,13 @@ class _CurriculumLink:
         now = time.monotonic()
         if self._pending and self.report_every_seconds is not None and now - self._last_report >= self.report_every_seconds:
             self.flush()
-        if self._episodes_since_refresh >= self.refresh_every_episodes or now - self._last_refresh >= self.refresh_every_seconds:
-            self._episodes_since_refresh = 0
-            self._last_refresh = now
+        due = self._episodes_since_refresh >= self.refresh_every_episodes or now - self._last_refresh >= self.refresh_every_seconds
+        # An answer in flight is collected at the first step after it arrives (one ray.wait with
+        # timeout 0), not a whole refresh interval later.
+        if due or getattr(self.client, "awaiting_distribution", False):
+            if due:
+                self._episodes_since_refresh = 0
+                self._last_refresh = now
             distribution = self.client.poll(self.version)
             if distribution is not None and distribution.version != self.version:
                 self._install(distribution)

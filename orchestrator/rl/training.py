@@ -89,11 +89,22 @@ def _start_actors(cfg: ExperimentConfig, task_space, run_path: Path, state: Trai
         namespace=ACTOR_NAMESPACE,
         checkpoint_path=str(live_ckpt),
         checkpoint_every_seconds=cfg.curriculum.checkpoint_every_seconds,
+        publish_every_seconds=publish_cadence(cfg),
     )
     algo = build_algorithm(cfg, env_config_for(cfg, list(task_space.names), actor_name, ACTOR_NAMESPACE))
     if state.checkpoint:
         algo.restore_from_path(str(Path(state.checkpoint) / "algorithm"))
     return actor, algo
+
+
+def publish_cadence(cfg: ExperimentConfig) -> float:
+    """Seconds between the CurriculumActor's recomputes: 0 when runs must be reproducible (a refresh
+    waits for the runner's episodes and must see them), else the config's value or, unset, the
+    runners' own refresh interval."""
+    if cfg.curriculum.reproducible:
+        return 0.0
+    chosen = cfg.curriculum.publish_every_seconds
+    return cfg.curriculum.refresh_every_seconds if chosen is None else chosen
 
 
 def _save_checkpoint(algo, actor, run_path: Path, state: TrainerState) -> bool:
