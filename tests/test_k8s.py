@@ -359,6 +359,10 @@ def check_network_policies(objs: list[dict[str, Any]]) -> None:
             if sources != ray_pods or outside or any(_ports(r) != {mlflow_port} for r, _ in rules):
                 raise AssertionError(f"{where}: MLflow should admit exactly the Ray pods on port {mlflow_port}; "
                                      f"admits {sorted(sources)} (+ {len(outside)} rule(s) from other namespaces)")
+        elif obj["kind"] == "Deployment" and obj["metadata"]["name"] == REDIS_NAME:
+            if sources != ray_pods or outside or any(_ports(r) != {REDIS_PORT} for r, _ in rules):
+                raise AssertionError(f"{where}: the GCS's Redis should admit exactly the Ray pods on port {REDIS_PORT}; "
+                                     f"admits {sorted(sources)} (+ {len(outside)} rule(s) from other namespaces)")
         elif where in ray_pods:
             own = {w for w, o, _ in pods if o is obj}
             members = {w for w in own if w in ray_pods}
@@ -379,6 +383,51 @@ def check_network_policies(objs: list[dict[str, Any]]) -> None:
                         raise AssertionError(f"{where}: admits {peer} from other namespaces (only the KubeRay operator may)")
         elif rules:
             raise AssertionError(f"{where} listens on nothing but admits {sorted(sources)}")
+
+
+REDIS_NAME, REDIS_PORT, REDIS_SECRET = "mto-gcs-redis", 6379, ("mto-redis-auth", "password")
+
+
+def check_gcs_fault_tolerance(objs: list[dict[str, Any]]) -> None:
+    """Every Ray cluster's GCS keeps its tables in the overlay's Redis: the address names a Service that
+    selects the Redis pods on their port, the password comes from the Secret Redis itself is started
+    with, and Redis writes an append-only file on a persistent volume."""
+    services = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Service"}
+    (redis,) = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == REDIS_NAME]
+    pod = redis["spec"]["template"]
+    (server,) = containers(pod)
+    env = {e["name"]: e for e in server.get("env", [])}
+    ref = env.get("REDIS_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    if (ref.get("name"), ref.get("key")) != REDIS_SECRET:
+        raise AssertionError(f"Redis's password should come from Secret {REDIS_SECRET}: {env.get('REDIS_PASSWORD')}")
+    script = " ".join(server.get("command", []) + server.get("args", []))
+    for line in ("requirepass $REDIS_PASSWORD", "appendonly yes"):
+        if line not in script:
+            raise AssertionError(f"Redis is not started with '{line}': {script}")
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["spec"].get("volumes", []) if "persistentVolumeClaim" in v}
+    pvcs = {o["metadata"]["name"] for o in objs if o["kind"] == "PersistentVolumeClaim"}
+    data_dir = re.search(r"^\s*dir (\S+)\s*$", script, flags=re.M)
+    mounts = {m["mountPath"]: m["name"] for m in server.get("volumeMounts", [])}
+    if not claims or not claims <= pvcs or data_dir is None or data_dir.group(1) not in mounts:
+        raise AssertionError(f"Redis's data directory should be on a PersistentVolumeClaim: claims {claims}, mounts {mounts}")
+    ports = {p["name"]: p["containerPort"] for p in server.get("ports", [])}
+    clusters = [(w, spec) for o in objs for w, spec in ray_cluster_specs(o)]
+    if not clusters:
+        raise AssertionError("no Ray cluster in the overlay")
+    for where, spec in clusters:
+        ft = spec.get("gcsFaultToleranceOptions")
+        if not ft:
+            raise AssertionError(f"{where}: GCS fault tolerance is off")
+        host, _, port = ft["redisAddress"].removeprefix("redis://").partition(":")
+        service = services.get(host)
+        if service is None or not _matches({"matchLabels": service["spec"]["selector"]}, pod["metadata"]["labels"]):
+            raise AssertionError(f"{where}: redisAddress {ft['redisAddress']} names no Service of the Redis pods")
+        targets = [p.get("targetPort", p["port"]) for p in service["spec"]["ports"] if p["port"] == int(port)]
+        if [ports.get(t, t) for t in targets] != [REDIS_PORT]:
+            raise AssertionError(f"{where}: Service {host} port {port} does not reach Redis's port {REDIS_PORT}")
+        secret = ft.get("redisPassword", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        if (secret.get("name"), secret.get("key")) != REDIS_SECRET:
+            raise AssertionError(f"{where}: the Redis password should come from Secret {REDIS_SECRET}: {ft.get('redisPassword')}")
 
 
 def check_mlflow_login(objs: list[dict[str, Any]]) -> None:
@@ -521,6 +570,16 @@ BAD_RAY_OBJECTS = {
     "negative replicas": lambda job: job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(replicas=-1),
     "cluster spec and selector": lambda job: job["spec"].update(clusterSelector={"ray.io/cluster": "mto"}),
     "group name with capitals": lambda job: job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(groupName="GPU"),
+    # GCS fault tolerance (KubeRay's GcsFaultToleranceOptions / RedisCredential).
+    "typo in gcsFaultToleranceOptions": lambda job: job["spec"]["rayClusterSpec"]["gcsFaultToleranceOptions"].update(
+        redisAdress="mto-gcs-redis:6379"),
+    "gcs ft without redisAddress": lambda job: job["spec"]["rayClusterSpec"]["gcsFaultToleranceOptions"].pop("redisAddress"),
+    "redis address without port": lambda job: job["spec"]["rayClusterSpec"]["gcsFaultToleranceOptions"].update(
+        redisAddress="mto-gcs-redis"),
+    "redis password as a bare string": lambda job: job["spec"]["rayClusterSpec"]["gcsFaultToleranceOptions"].update(
+        redisPassword="hunter2"),
+    "redis password value and valueFrom": lambda job: job["spec"]["rayClusterSpec"]["gcsFaultToleranceOptions"]
+    ["redisPassword"].update(value="hunter2"),
 }
 
 
@@ -605,6 +664,8 @@ def test_images_and_ray_versions_match_the_pins(rendered, overlay):
     wants_gpu = any(gpus(t) for o in rendered[overlay] for _, t in pod_templates(o))
     assert {image_tag_parts(i)[2] for i in images} == {"gpu" if wants_gpu else "cpu"}, (overlay, images)
     for dep in objects(rendered, overlay, "Deployment"):
+        if dep["metadata"]["name"] != "mlflow":
+            continue  # the GCS's Redis (gpu overlays) has its own image
         image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image_tag(image) == f"mlflow{mlflow_pin}", f"{overlay}: MLflow server image {image} is not MLflow {mlflow_pin}"
 
@@ -727,7 +788,7 @@ def test_rayjob_tracks_into_the_in_cluster_mlflow(rendered, overlay):
 
     service = objects(rendered, overlay, "Service")
     (mlflow_service,) = [s for s in service if s["metadata"]["name"] == "mlflow"]
-    (deployment,) = objects(rendered, overlay, "Deployment")
+    deployment = _find(rendered[overlay], "Deployment", "mlflow")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert mlflow_service["spec"]["selector"].items() <= pod_labels.items(), "Service selects no MLflow pod"
     server_env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
@@ -761,13 +822,13 @@ def test_rayjob_tracks_into_the_in_cluster_mlflow(rendered, overlay):
 
 @needs_kubectl
 def test_postgres_s3_overlay_reads_stores_from_a_secret(rendered):
-    (deployment,) = objects(rendered, "gpu-postgres-s3", "Deployment")
+    deployment = _find(rendered["gpu-postgres-s3"], "Deployment", "mlflow")
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     for name in ("MLFLOW_BACKEND_STORE_URI", "MLFLOW_ARTIFACTS_DESTINATION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-store", name
     assert "mlflow-data" not in {o["metadata"]["name"] for o in objects(rendered, "gpu-postgres-s3", "PersistentVolumeClaim")}
     # The default keeps SQLite on the volume.
-    (default,) = objects(rendered, "gpu", "Deployment")
+    default = _find(rendered["gpu"], "Deployment", "mlflow")
     env = {e["name"]: e for e in default["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MLFLOW_BACKEND_STORE_URI"]["value"].startswith("sqlite:////mlflow/")
 
@@ -917,6 +978,53 @@ def test_gpu_overlays_pin_every_image_by_digest(rendered, overlay):
     check_images_pinned_by_digest(rendered[overlay])
 
 
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["gpu", "gpu-postgres-s3"])
+def test_gpu_overlays_enable_gcs_fault_tolerance_with_redis(rendered, overlay):
+    check_gcs_fault_tolerance(rendered[overlay])
+    heads = [w for o in rendered[overlay] for w, spec in ray_cluster_specs(o) if spec.get("gcsFaultToleranceOptions")]
+    assert len(heads) == 2, heads  # the long-lived RayCluster and the RayJob's cluster
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", ["cpu-dev", "base"])
+def test_overlays_without_redis_leave_gcs_fault_tolerance_off(rendered, overlay):
+    """A gcsFaultToleranceOptions pointing at a Redis that is not deployed would keep every head from starting."""
+    assert not any(spec.get("gcsFaultToleranceOptions") for o in rendered[overlay] for _, spec in ray_cluster_specs(o))
+    assert not [o for o in rendered[overlay] if o["metadata"]["name"] == REDIS_NAME]
+
+
+def _redis_deployment(objs) -> dict[str, Any]:
+    return _find(objs, "Deployment", REDIS_NAME)
+
+
+GCS_FT_MISTAKES = {
+    "address names no service": lambda objs: _find(objs, "RayCluster", "mto")["spec"]["gcsFaultToleranceOptions"].update(
+        redisAddress="redis:6379"),
+    "wrong port": lambda objs: _find(objs, "RayJob", "mto-train")["spec"]["rayClusterSpec"]["gcsFaultToleranceOptions"]
+    .update(redisAddress=f"{REDIS_NAME}:6380"),
+    "password from another secret": lambda objs: _find(objs, "RayCluster", "mto")["spec"]["gcsFaultToleranceOptions"]
+    ["redisPassword"]["valueFrom"]["secretKeyRef"].update(name="other"),
+    "job cluster without ft": lambda objs: _find(objs, "RayJob", "mto-train")["spec"]["rayClusterSpec"].pop(
+        "gcsFaultToleranceOptions"),
+    "redis without a password": lambda objs: _redis_deployment(objs)["spec"]["template"]["spec"]["containers"][0]
+    .update(args=[_redis_deployment(objs)["spec"]["template"]["spec"]["containers"][0]["args"][0].replace(
+        "requirepass $REDIS_PASSWORD\n", "")]),
+    "redis on an emptyDir": lambda objs: _redis_deployment(objs)["spec"]["template"]["spec"].update(
+        volumes=[{"name": "data", "emptyDir": {}}]),
+}
+
+
+@needs_kubectl
+@pytest.mark.parametrize("mistake", sorted(GCS_FT_MISTAKES))
+def test_gcs_fault_tolerance_check_catches_mistakes(rendered, mistake):
+    objs = copy.deepcopy(rendered["gpu"])
+    check_gcs_fault_tolerance(objs)
+    GCS_FT_MISTAKES[mistake](objs)
+    with pytest.raises(AssertionError):
+        check_gcs_fault_tolerance(objs)
+
+
 def _find(objs, kind: str, name: str) -> dict[str, Any]:
     (obj,) = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
     return obj
@@ -968,6 +1076,11 @@ SECURITY_MISTAKES = {
     "autoscaling head without the token": (check_service_account_tokens, lambda objs: _find(objs, "RayJob", "mto-train")
                                            ["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"].update(
                                                automountServiceAccountToken=False)),
+    "redis open to every pod": (check_network_policies, lambda objs: _find(objs, "NetworkPolicy", REDIS_NAME)["spec"]
+                                ["ingress"][0]["from"][0]["podSelector"].update(matchLabels={})),
+    "redis without a policy": (check_network_policies, lambda objs: objs.remove(_find(objs, "NetworkPolicy", REDIS_NAME))),
+    "redis as root": (check_restricted, lambda objs: _redis_deployment(objs)["spec"]["template"]["spec"]
+                      ["securityContext"].update(runAsUser=0)),
     "image by tag only": (check_images_pinned_by_digest, lambda objs: _ray_container(objs, "RayJob", "mto-train")
                           .update(image="registry.example.com/mto:ray2.60.0-py311-gpu")),
 }
