@@ -104,7 +104,9 @@ class EpisodesToTrainBatchWithGAE(ConnectorV2):
             Columns.LOSS_MASK: ~bootstrap,
             **{key: column[step] for key, column in packed.extra.items()},
         }
-        module = rl_module[DEFAULT_MODULE_ID]
+        # With Learner actors (num_learners >= 1) the module is wrapped in DDP, which hides
+        # compute_values; these no-grad passes need no gradient sync, so use the module itself.
+        module = rl_module[DEFAULT_MODULE_ID].unwrapped()
         device = next(module.parameters()).device
         tensors = _to_torch(columns, device)
         logits = None
