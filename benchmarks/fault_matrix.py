@@ -4,7 +4,8 @@ Each case starts a real local Ray head (this process owns it, with the dashboard
 state API answers), runs `mto train` as a separate process attached to it (`--address`),
 and injects one fault the way it happens in life: a signal to the real process, found
 through Ray's state API (`ray.util.state.list_actors` / `list_jobs`), a truncated file, a
-real `mlflow server` killed and restarted, a second raylet stopped, a full tmpfs. Nothing is
+real `mlflow server` killed and restarted, a second raylet stopped, a full tmpfs, the head's
+GCS SIGKILLed and started again with its tables in a real `redis-server`. Nothing is
 mocked. Every row is measured from the run's MLflow store and run folder afterwards.
 
     python -m benchmarks.fault_matrix                  # every case; table + benchmarks/results/fault_matrix.json
@@ -688,6 +689,147 @@ def case_node_loss(cluster: Cluster, case: Case) -> Row:
             worker.wait()
 
 
+class RedisServer:
+    """A real `redis-server` on loopback with a password, in-memory only, stopped with the case."""
+
+    def __init__(self, folder: Path) -> None:
+        import secrets
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        self.password = secrets.token_hex(16)
+        # The configuration (password included) on stdin: it stays off the command line.
+        self.proc = subprocess.Popen([binary, "-"], stdin=subprocess.PIPE, stdout=open(folder / "redis.log", "a"),
+                                     stderr=subprocess.STDOUT, cwd=folder, start_new_session=True, text=True)
+        self.proc.stdin.write(f"port {self.port}\nbind 127.0.0.1\nrequirepass {self.password}\nsave \"\"\n"
+                              f"appendonly no\ndir {folder}\n")
+        self.proc.stdin.close()
+        deadline = time.monotonic() + 20
+        while self.keys() is None:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server did not start; see {folder / 'redis.log'}")
+            time.sleep(0.1)
+
+    def keys(self) -> int | None:
+        """Number of keys (DBSIZE), None while it does not answer."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as conn:
+                conn.sendall(f"AUTH {self.password}\r\nDBSIZE\r\n".encode())
+                reply = b""
+                while reply.count(b"\r\n") < 2:
+                    chunk = conn.recv(256)
+                    if not chunk:
+                        return None
+                    reply += chunk
+        except OSError:
+            return None
+        lines = reply.split(b"\r\n")
+        return int(lines[1][1:]) if lines[0] == b"+OK" and lines[1].startswith(b":") else None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+class RedisBackedCluster(Cluster):
+    """A local head whose GCS keeps its tables in `redis` (Ray's GCS fault tolerance:
+    RAY_REDIS_ADDRESS + the Redis password + RAY_external_storage_namespace), started through
+    `ray.cluster_utils.Cluster` so its GCS can be killed and started again on the same port
+    (`Node.kill_gcs_server` / `Node.start_gcs_server`, what Ray's own GCS fault-tolerance tests use)."""
+
+    def __init__(self, redis: RedisServer) -> None:
+        self.redis = redis
+
+    def __enter__(self) -> "RedisBackedCluster":
+        import uuid
+
+        import ray
+        from ray.cluster_utils import Cluster as RayCluster
+
+        port = free_port()
+        self.temp_dir = tempfile.mkdtemp(prefix="mto-fm-gcs-", dir="/tmp")
+        self._env = {"RAY_REDIS_ADDRESS": f"127.0.0.1:{self.redis.port}",
+                     "RAY_external_storage_namespace": f"mto-fault-matrix-{uuid.uuid4().hex[:8]}"}
+        os.environ.update(self._env)  # read by the head's Node and inherited by its processes
+        self.ray_cluster = RayCluster(initialize_head=True, connect=False, head_node_args={
+            "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port,
+            "dashboard_agent_listen_port": free_port(), "redis_password": self.redis.password,
+            "temp_dir": self.temp_dir, "node_ip_address": "127.0.0.1"})
+        self.address = self.ray_cluster.address
+        ray.init(address=self.address, namespace="fault-matrix", logging_level="ERROR")
+        Cluster.api = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        ray.shutdown()
+        self.ray_cluster.shutdown()
+        for key in self._env:
+            os.environ.pop(key, None)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def gcs_pid(self) -> int:
+        from ray._private import ray_constants
+
+        return self.ray_cluster.head_node.all_processes[ray_constants.PROCESS_TYPE_GCS_SERVER][0].process.pid
+
+
+def case_gcs_restart_redis(cluster: Cluster | None, case: Case, restart_after_s: float = 5.0) -> Row:
+    """The head node's GCS SIGKILLed mid-run and started again `restart_after_s` later, its tables in Redis."""
+    import ray
+
+    redis = RedisServer(case.dir)
+    try:
+        with RedisBackedCluster(redis) as gcs_cluster:
+            iterations = 10
+            train = case.train(gcs_cluster, *_sets(training__iterations=iterations, training__checkpoint_every=4,
+                                                   curriculum__checkpoint_every_seconds=2))
+            train.wait_iteration(3)
+            (actor,) = Cluster.actors("CurriculumActor")
+            runners_before = {a.pid for a in Cluster.actors("EnvRunner")}
+            keys_before = redis.keys()
+            gcs_pid = gcs_cluster.gcs_pid()
+            os.kill(gcs_pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            head = gcs_cluster.ray_cluster.head_node
+            head.kill_gcs_server(check_alive=False)  # Ray's bookkeeping of the dead process
+            iteration_at_kill = max(i for _, i in train.iterations())
+            time.sleep(restart_after_s)
+            head.start_gcs_server()
+            # Recovered: the restarted GCS answers for the CurriculumActor, and the actor itself answers.
+            recover = None
+            handle = ray.get_actor(actor.name, namespace="mto")
+            while time.monotonic() - killed_at < 300:
+                try:
+                    ray.get(handle.ready.remote(), timeout=5)
+                    if any(a.pid == actor.pid for a in Cluster.actors("CurriculumActor")):
+                        recover = time.monotonic() - killed_at
+                        break
+                except Exception:  # noqa: BLE001 - GCS still coming back
+                    time.sleep(0.5)
+            next_iteration = next((t for t, i in train.iterations() if i > iteration_at_kill), None)
+            rc = train.wait()
+            actor_after = [a for a in Cluster.actors("CurriculumActor", alive=False) if a.actor_id == actor.actor_id]
+            runners_after = {a.pid for a in Cluster.actors("EnvRunner", alive=False)}
+            run = case.runs()[-1]
+            facts = run_facts(case, run.info.run_id)
+    finally:
+        redis.stop()
+    same_actor = bool(actor_after) and actor_after[0].pid == actor.pid and actor_after[0].num_restarts == 0
+    facts.update(rc=rc, gcs_pid=gcs_pid, redis_keys_before_kill=keys_before, restart_after_s=restart_after_s,
+                 curriculum_actor_same_process=same_actor, env_runners_replaced=sorted(runners_after - runners_before),
+                 iteration_at_kill=iteration_at_kill,
+                 first_iteration_after_kill_s=None if next_iteration is None else round(next_iteration - killed_at, 1))
+    survived = _finished(rc, facts, iterations) and same_actor and recover is not None and bool(keys_before)
+    return Row("head node's GCS killed and restarted, with Redis", survived, _shortfall(facts), _episodes_lost(facts),
+               recover, (f"GCS back on its port from Redis ({keys_before} keys); the CurriculumActor, EnvRunners and "
+                         f"the MLflow run went on in the same processes; FINISHED") if survived else "see details", facts)
+
+
 CASES: dict[str, Callable[[Cluster, Case], Row]] = {
     "envrunner_sigkill": case_envrunner_sigkill,
     "curriculum_actor_sigkill": case_curriculum_actor_sigkill,
@@ -699,23 +841,35 @@ CASES: dict[str, Callable[[Cluster, Case], Row]] = {
     "full_disk": case_full_disk,
     "mlflow_outage": case_mlflow_outage,
     "node_loss": case_node_loss,
+    "gcs_restart_redis": case_gcs_restart_redis,
 }
+# Cases that start a Ray head of their own (started inside the case, never beside the shared one).
+OWN_CLUSTER = {"gcs_restart_redis"}
 
 
 def run_cases(names: list[str], root: Path) -> list[Row]:
     rows = []
-    with Cluster() as cluster:
-        for name in names:
-            case = Case(root, name)
-            started = time.monotonic()
-            try:
-                row = CASES[name](cluster, case)
-            except Exception as exc:  # noqa: BLE001 - a case that breaks the harness is a row that did not survive
-                row = Row(name, False, None, None, None, f"harness error: {type(exc).__name__}: {exc}"[:400])
-            row.details["case"] = name
-            row.details["case_seconds"] = round(time.monotonic() - started, 1)
-            rows.append(row)
-            print(f"{name}: survived={row.survived} ({row.details['case_seconds']} s) {row.outcome}", flush=True)
+
+    def run(name: str, cluster: Cluster | None) -> None:
+        case = Case(root, name)
+        started = time.monotonic()
+        try:
+            row = CASES[name](cluster, case)
+        except Exception as exc:  # noqa: BLE001 - a case that breaks the harness is a row that did not survive
+            row = Row(name, False, None, None, None, f"harness error: {type(exc).__name__}: {exc}"[:400])
+        row.details["case"] = name
+        row.details["case_seconds"] = round(time.monotonic() - started, 1)
+        rows.append(row)
+        print(f"{name}: survived={row.survived} ({row.details['case_seconds']} s) {row.outcome}", flush=True)
+
+    shared = [n for n in names if n not in OWN_CLUSTER]
+    if shared:
+        with Cluster() as cluster:
+            for name in shared:
+                run(name, cluster)
+    for name in names:
+        if name in OWN_CLUSTER:
+            run(name, None)
     return rows
 
 

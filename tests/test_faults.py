@@ -134,6 +134,22 @@ def test_mlflow_server_outage_and_node_loss(tmp_path):
     assert node["details"]["node_marked_dead"] and node["details"]["runners_on_lost_node"] >= 1
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("redis-server") is None,
+                    reason="redis-server is not installed (apt-get install redis-server): the GCS fault-tolerance "
+                           "case keeps the head's tables in a real Redis")
+def test_head_gcs_killed_and_restarted_with_redis(tmp_path):
+    row = _fault_matrix(["gcs_restart_redis"], tmp_path / "gcs.json", timeout=1200)["gcs_restart_redis"]
+    d = row["details"]
+    assert row["survived"], (row["outcome"], d)
+    assert d["redis_keys_before_kill"] > 0  # the GCS really kept its tables in Redis
+    # Nothing was restarted or replayed: the same CurriculumActor and EnvRunners, every step logged once.
+    assert d["curriculum_actor_same_process"] and d["env_runners_replaced"] == [] and d["duplicated_steps"] == 0
+    assert row["episodes_lost"] == 0 and row["env_steps_lost"] == 0
+    # Back within the restart delay (5 s) plus the GCS's reload; generous for two busy cores.
+    assert d["restart_after_s"] <= row["recover_s"] < 120
+
+
 # --------------------------------------------------------------------------- checkpoint files
 
 
