@@ -785,8 +785,8 @@ def case_gcs_restart_redis(cluster: Cluster | None, case: Case, restart_after_s:
     redis = RedisServer(case.dir)
     try:
         with RedisBackedCluster(redis) as gcs_cluster:
-            iterations = 10
-            train = case.train(gcs_cluster, *_sets(training__iterations=iterations, training__checkpoint_every=4,
+            iterations = 40  # long enough that the run is still going when the GCS is back
+            train = case.train(gcs_cluster, *_sets(training__iterations=iterations, training__checkpoint_every=10,
                                                    curriculum__checkpoint_every_seconds=2))
             train.wait_iteration(3)
             (actor,) = Cluster.actors("CurriculumActor")
@@ -799,6 +799,7 @@ def case_gcs_restart_redis(cluster: Cluster | None, case: Case, restart_after_s:
             head.kill_gcs_server(check_alive=False)  # Ray's bookkeeping of the dead process
             iteration_at_kill = max(i for _, i in train.iterations())
             time.sleep(restart_after_s)
+            iteration_at_restart = max(i for _, i in train.iterations())
             head.start_gcs_server()
             # Recovered: the restarted GCS answers for the CurriculumActor, and the actor itself answers.
             recover = None
@@ -822,12 +823,15 @@ def case_gcs_restart_redis(cluster: Cluster | None, case: Case, restart_after_s:
     same_actor = bool(actor_after) and actor_after[0].pid == actor.pid and actor_after[0].num_restarts == 0
     facts.update(rc=rc, gcs_pid=gcs_pid, redis_keys_before_kill=keys_before, restart_after_s=restart_after_s,
                  curriculum_actor_same_process=same_actor, env_runners_replaced=sorted(runners_after - runners_before),
-                 iteration_at_kill=iteration_at_kill,
+                 iteration_at_kill=iteration_at_kill, iterations_while_gcs_down=iteration_at_restart - iteration_at_kill,
+                 iterations_after_restart=iterations - iteration_at_restart,
                  first_iteration_after_kill_s=None if next_iteration is None else round(next_iteration - killed_at, 1))
-    survived = _finished(rc, facts, iterations) and same_actor and recover is not None and bool(keys_before)
+    survived = (_finished(rc, facts, iterations) and same_actor and recover is not None and bool(keys_before)
+                and facts["iterations_after_restart"] > 0)
     return Row("head node's GCS killed and restarted, with Redis", survived, _shortfall(facts), _episodes_lost(facts),
-               recover, (f"GCS back on its port from Redis ({keys_before} keys); the CurriculumActor, EnvRunners and "
-                         f"the MLflow run went on in the same processes; FINISHED") if survived else "see details", facts)
+               recover, (f"{facts['iterations_while_gcs_down']} iterations trained while the GCS was down; it came back "
+                         f"on its port from Redis ({keys_before} keys) and the CurriculumActor, EnvRunners and MLflow "
+                         "run went on in the same processes; FINISHED") if survived else "see details", facts)
 
 
 CASES: dict[str, Callable[[Cluster, Case], Row]] = {
