@@ -176,7 +176,8 @@ class CurriculumActor:
         return True
 
     def report(self, outcomes: EpisodeOutcomes, runner: str | None = None, sequence: int | None = None) -> int:
-        """Absorb a batch. A rejected batch raises ValueError and changes nothing. Returns its size.
+        """Absorb a batch; returns its size. A rejected batch raises ValueError and changes nothing
+        in the curriculum.
 
         With `runner` and `sequence` (>= 1, one count per runner) the batch is absorbed at most
         once: a number already absorbed (a retry after a restart) is acknowledged, not counted.
