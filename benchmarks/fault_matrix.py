@@ -751,9 +751,14 @@ class RedisBackedCluster(Cluster):
 
         port = free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="mto-fm-gcs-", dir="/tmp")
+        # RAY_TMPDIR: ray.cluster_utils records the head's address under Ray's default temp dir;
+        # this case's own keeps that record from pointing anyone else's ray.init() here.
         self._env = {"RAY_REDIS_ADDRESS": f"127.0.0.1:{self.redis.port}",
-                     "RAY_external_storage_namespace": f"mto-fault-matrix-{uuid.uuid4().hex[:8]}"}
+                     "RAY_external_storage_namespace": f"mto-fault-matrix-{uuid.uuid4().hex[:8]}",
+                     "RAY_TMPDIR": self.temp_dir}
+        self._saved_env = {key: os.environ.get(key) for key in self._env}
         os.environ.update(self._env)  # read by the head's Node and inherited by its processes
+        Path(self.temp_dir, "ray").mkdir()
         self.ray_cluster = RayCluster(initialize_head=True, connect=False, head_node_args={
             "num_cpus": 2, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port,
             "dashboard_agent_listen_port": free_port(), "redis_password": self.redis.password,
@@ -768,8 +773,11 @@ class RedisBackedCluster(Cluster):
 
         ray.shutdown()
         self.ray_cluster.shutdown()
-        for key in self._env:
-            os.environ.pop(key, None)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def gcs_pid(self) -> int:
