@@ -30,7 +30,9 @@ class SACConfig(BaseModel):
     replay_capacity: int = Field(1_000_000, ge=1, description="replay buffer size in transitions (uniform replay)")
     learning_starts: int = Field(1500, ge=0, description="env steps sampled before the first gradient update")
     training_intensity: float | None = Field(
-        None, gt=0, description="replayed / sampled transitions ratio (RLlib's knob); null: one update per sample round"
+        None, gt=0, description="replayed / sampled transitions: each sampled env step earns training_intensity / "
+        "train_batch_size updates (MT10's one update per round of the 10 envs at batch 1,280: 128); null: one update "
+        "per sample round"
     )
     env_steps_per_iteration: int = Field(1000, ge=1, description="env steps sampled (at least) per training iteration")
 
