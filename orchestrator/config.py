@@ -225,9 +225,10 @@ class RLConfig(_Section):
     rollout_fragment_length: int | Literal["auto"] = Field("auto", description="steps per env per sample call")
     lean_connectors: bool = Field(
         False,
-        description="lean connectors (Box or Dict-of-Box obs, Discrete actions, stateless model) instead of RLlib's "
-                    "default per-episode pipelines: EnvRunners sample whole batches in array operations, one np.stack "
-                    "in and one categorical draw out; the learner builds its train batch and GAE in array operations",
+        description="lean connectors (Box or Dict-of-Box obs, stateless model; Discrete actions with PPO, a bounded "
+                    "Box with SAC) instead of RLlib's default per-episode pipelines: EnvRunners sample whole batches "
+                    "in array operations, one np.stack in and one categorical (PPO) or squashed-Gaussian (SAC) draw "
+                    "out; PPO's learner builds its train batch and GAE in array operations",
     )
     overlap_sampling: bool = Field(
         False,

@@ -410,6 +410,13 @@ def build_sac_config(cfg: ExperimentConfig, env_config: dict[str, Any], architec
     if rl.overlap_sampling:
         # Two weight syncs may be in flight: the one queued behind a runner's sample request and the next.
         config = config.env_runners(max_requests_in_flight_per_env_runner=2)
+    if rl.lean_connectors:
+        from orchestrator.rl.connectors import LeanSingleAgentEnvRunner, lean_env_to_module, lean_sac_module_to_env
+
+        config = config.env_runners(
+            env_runner_cls=LeanSingleAgentEnvRunner, env_to_module_connector=lean_env_to_module,
+            module_to_env_connector=lean_sac_module_to_env, add_default_connectors_to_env_to_module_pipeline=False,
+            add_default_connectors_to_module_to_env_pipeline=False)
     params = dict(cfg.model.architecture_params) if architecture_params is None else architecture_params
     return config.rl_module(rl_module_spec=sac_rl_module_spec(cfg, num_tasks, params))
 

@@ -61,9 +61,6 @@ def sac_setting_error(cfg: Any) -> tuple[str, str] | None:
     if cfg.task.action_mask:
         return ("task.action_mask", "the action mask is a discrete-action option (which of the Simon Says actions "
                 "are valid); SAC on metaworld acts with continuous actions, there is nothing to mask")
-    if cfg.rl.lean_connectors:
-        return ("rl.lean_connectors", "the lean connectors draw categorical (discrete) actions; SAC needs RLlib's "
-                "default connectors for its squashed Gaussian")
     if cfg.bonus.mode != "off":
         return ("bonus.mode", "the exploration bonus pays for newly obtained items and Meta-World tasks have no "
                 "items; set bonus.mode: off")
