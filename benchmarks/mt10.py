@@ -8,7 +8,9 @@ the Meta-World vector env in the driver's EnvRunner; tasks drawn uniformly by th
 what the configs' uniform curriculum does), trained until ``--env-steps``, and its final policy
 evaluated greedily on ``--eval-episodes`` fresh episodes per task (success = Meta-World's flag at
 any step). Bare MT10 stepping (the same vector env, random actions, no policy, no RLlib) is
-measured in the same run, before the first config.
+measured in the same run, before the first config, and so is a plain-torch MT-SAC update at
+the benchmark's sizes (`benchmarks.minimal_sac`, one thread): each config's median learner
+update is reported as a ratio to it.
 
     python -m benchmarks.mt10 [--env-steps 20000] [--eval-episodes 5] [--configs mt10_sac ...]
                               [--set key=value ...]
@@ -28,7 +30,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = ["mt10_sac", "mt10_sac_pcgrad", "mt10_sac_soft_modular", "mt10_sac_care"]
 # The benchmark's size for 2 shared CPU cores (applied to every config, then --set on top):
 # 2 x 256 networks, batch 512 (~51 per task), 200 env steps sampled per round (20 per env) and
-# 5 updates per round, i.e. one update per 40 env steps (the papers: one per 10, batch 1,280).
+# one update per 40 env steps (the papers: one per 10, batch 1,280). The configs' one EnvRunner
+# actor samples while the learner (one torch thread, in the driver) updates.
 SIZE = ["model.hidden=[256,256]", "sac.train_batch_size=512", "rl.rollout_fragment_length=20",
         "sac.training_intensity=12.8", "sac.learning_starts=2000", "sac.env_steps_per_iteration=2000",
         "rl.learner_threads=1"]
@@ -113,18 +116,27 @@ def main() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
+    from benchmarks.minimal_sac import plain_update_seconds
+    from orchestrator.config import load_config
+
     wall = time.perf_counter()
     bare = bare_stepping(num_envs=10, steps=5_000)
     print(f"bare MT10 stepping (10 envs, random actions): {bare:,.0f} env-steps/s", flush=True)
+    sized = load_config(REPO / "configs" / "mt10_sac.yaml", SIZE + args.overrides)
+    plain = plain_update_seconds(sized.sac.train_batch_size, list(sized.model.hidden))
+    print(f"plain-torch MT-SAC update (batch {sized.sac.train_batch_size}, hidden {list(sized.model.hidden)}, "
+          f"1 thread): {plain * 1000:.1f} ms", flush=True)
     rows = []
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         for name in args.configs:
             rows.append(run_config(name, args.overrides, args.env_steps, args.eval_episodes))
             rows[-1]["ratio_to_bare"] = rows[-1]["env_steps_per_second"] / bare
+            rows[-1]["update_ratio_to_plain"] = (rows[-1]["learner_update_seconds_median"] or float("nan")) / plain
     finally:
         ray.shutdown()
     report = {"env_steps_budget": args.env_steps, "bare_env_steps_per_second": bare,
+              "plain_torch_update_seconds_median": plain,
               "wall_seconds": time.perf_counter() - wall, "machine": "2 shared AMD EPYC cores, no GPU",
               "configs": rows}
     print_table(report)
@@ -137,12 +149,14 @@ def main() -> None:
 def print_table(report: dict) -> None:
     rows = report["configs"]
     print(f"\nMT10, {report['env_steps_budget']:,} env steps per config; bare stepping "
-          f"{report['bare_env_steps_per_second']:,.0f} env-steps/s")
-    print("| config | mean success | env-steps/s | / bare | learner update (median s) | updates |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+          f"{report['bare_env_steps_per_second']:,.0f} env-steps/s; plain-torch MT-SAC update "
+          f"{report['plain_torch_update_seconds_median'] * 1000:.1f} ms")
+    print("| config | mean success | env-steps/s | / bare | learner update (median ms) | / plain torch | updates |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['config']} | {r['mean_success']:.2f} | {r['env_steps_per_second']:,.0f} | "
-              f"{r['ratio_to_bare']:.3f} | {r['learner_update_seconds_median'] or float('nan'):.3f} | {r['updates']} |")
+              f"{r['ratio_to_bare']:.3f} | {(r['learner_update_seconds_median'] or float('nan')) * 1000:.1f} | "
+              f"{r['update_ratio_to_plain']:.2f}x | {r['updates']} |")
     tasks = list(rows[0]["success"]) if rows else []
     print("\n| task | " + " | ".join(r["config"] for r in rows) + " |")
     print("| --- |" + " ---: |" * len(rows))

@@ -230,20 +230,23 @@ class RLConfig(_Section):
     rollout_fragment_length: int | Literal["auto"] = Field("auto", description="steps per env per sample call")
     lean_connectors: bool = Field(
         False,
-        description="lean connectors (Box or Dict-of-Box obs, Discrete actions, stateless model) instead of RLlib's "
-                    "default per-episode pipelines: EnvRunners sample whole batches in array operations, one np.stack "
-                    "in and one categorical draw out; the learner builds its train batch and GAE in array operations",
+        description="lean connectors (Box or Dict-of-Box obs, stateless model; Discrete actions with PPO, a bounded "
+                    "Box with SAC) instead of RLlib's default per-episode pipelines: EnvRunners sample whole batches "
+                    "in array operations, one np.stack in and one categorical (PPO) or squashed-Gaussian (SAC) draw "
+                    "out; PPO's learner builds its train batch and GAE in array operations",
     )
     overlap_sampling: bool = Field(
         False,
-        description="EnvRunner actors sample the next batch while the learner updates on this one (PPO; needs "
-                    "num_env_runners >= 1 and lean_connectors): the policy lag becomes one update (reported as "
-                    "policy_lag), corrected by decoupled PPO (clip against the policy the update starts from, "
-                    "importance weight to the behaviour policy on the advantage)",
+        description="EnvRunner actors sample the next batch while the learner updates on this one (needs "
+                    "num_env_runners >= 1). PPO (needs lean_connectors): the policy lag becomes one update "
+                    "(reported as policy_lag), corrected by decoupled PPO (clip against the policy the update "
+                    "starts from, importance weight to the behaviour policy on the advantage). SAC: off-policy, "
+                    "a round sampled with the weights from before the previous round's updates goes to replay",
     )
     max_policy_lag: int = Field(
         1, ge=0,
-        description="with overlap_sampling: env steps sampled more than this many updates ago are dropped, not trained on",
+        description="PPO with overlap_sampling: env steps sampled more than this many updates ago are dropped, not "
+                    "trained on",
     )
     train_batch_size: int = Field(4096, ge=1, description="env steps per learner per iteration")
     minibatch_size: int = Field(512, ge=1, description="SGD minibatch size")
@@ -261,9 +264,7 @@ class RLConfig(_Section):
             raise ValueError(
                 f"minibatch_size ({self.minibatch_size}) must be <= train_batch_size ({self.train_batch_size})"
             )
-        if self.overlap_sampling and self.algorithm != "PPO":
-            raise ValueError(f"overlap_sampling is offered for PPO only (algorithm is {self.algorithm})")
-        if self.overlap_sampling and not self.lean_connectors:
+        if self.overlap_sampling and self.algorithm == "PPO" and not self.lean_connectors:
             raise ValueError("overlap_sampling needs lean_connectors: true (its learner connector corrects for the "
                              "policy lag, decoupled PPO)")
         if self.overlap_sampling and self.num_env_runners == 0:

@@ -24,6 +24,7 @@ from policies.architectures import (
 from policies.backward import (
     MultitaskBackwardStats,
     apply_multitask_backward,
+    summed_backward,
     torch_distributed_allreduce,
 )
 from policies.combiners import (
@@ -53,6 +54,7 @@ __all__ = [
     "SoftModular",
     "SumCombiner",
     "apply_multitask_backward",
+    "summed_backward",
     "build_combiner",
     "build_network",
     "torch_distributed_allreduce",

@@ -69,6 +69,34 @@ def _shared_and_task_parameters(model: nn.Module, num_tasks: int) -> tuple[list[
     return shared, per_task
 
 
+def summed_backward(model: nn.Module, task_losses: Sequence[Tensor | None]) -> bool:
+    """The `sum` combiner's step in one backward pass: ``.grad`` = d/dtheta of sum_t L_t.
+
+    Equal to `apply_multitask_backward` with the `sum` combiner and no all-reduce whenever every
+    loss and gradient is finite (a task's own parameters only reach its own loss, so they get its
+    gradient unchanged; an absent task's get None, so Adam leaves them alone), for one backward
+    pass instead of T. Returns False and leaves ``.grad`` alone when no task is present or a loss
+    or the summed gradient is not finite: the caller then takes `apply_multitask_backward`, which
+    finds the task and drops it.
+    """
+    present = [t for t, loss in enumerate(task_losses) if loss is not None and loss.requires_grad]
+    if not present:
+        return False
+    total = torch.stack([task_losses[t].reshape(()) for t in present]).sum()
+    if not bool(torch.isfinite(total)):
+        return False
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = list(torch.autograd.grad(total, params, retain_graph=True, allow_unused=True))
+    used = [g for g in grads if g is not None]
+    # A sum is finite unless some entry is not (or it overflows): one cheap screen.
+    if used and not bool(torch.isfinite(torch.stack([g.sum() for g in used]).sum())):
+        return False
+    absent = {id(p) for t in set(range(len(task_losses))) - set(present) for p in model.task_parameters(t)}
+    for p, g in zip(params, grads):
+        p.grad = None if id(p) in absent else g
+    return True
+
+
 def apply_multitask_backward(
     model: nn.Module,
     task_losses: Tensor | Sequence[Tensor | None],

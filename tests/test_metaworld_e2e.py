@@ -76,6 +76,7 @@ def test_two_sac_learners_all_reduce_before_combining(ray_session):
 
     cfg = load_config(REPO / "configs/mt10_sac.yaml", [
         "task.tasks=[reach-v3, drawer-close-v3]", "task.horizon=20", "rl.num_learners=2", "rl.num_envs_per_env_runner=4",
+        "rl.num_env_runners=0", "rl.overlap_sampling=false",  # the session's 2 CPUs go to the 2 learners
         "sac.learning_starts=40", "sac.env_steps_per_iteration=120", "sac.train_batch_size=32", "model.hidden=[16]",
         "model.architecture=shared_bottom", "model.combiner=pcgrad"])
     algo = build_algorithm(cfg, env_config_for(cfg, ["reach-v3", "drawer-close-v3"], None, None))

@@ -12,6 +12,7 @@ from policies import (
     apply_multitask_backward,
     build_combiner,
     build_network,
+    summed_backward,
 )
 
 D, H1, H2, O, T = 7, 5, 4, 3, 3
@@ -129,6 +130,39 @@ def test_sum_combiner_equals_backward_of_the_summed_loss(name: str) -> None:
     assert stats.present == [True] * T
     # Independent shares nothing, so there is nothing to combine and no weights.
     assert stats.task_weights == (None if name == "independent" else [1.0] * T)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_summed_backward_equals_the_sum_combiner_in_one_pass(name: str) -> None:
+    """One backward pass of sum_t L_t gives what the sum combiner does with T passes: the shared
+    parameters the summed gradient, each task's own its gradient, an absent task's None."""
+    torch.manual_seed(4)
+    net = build_network(name, D, O, T, hidden=(H1, H2))
+    x, task = torch.randn(10, D), torch.tensor([0, 1, 0, 1, 0, 1, 0, 1, 1, 1])  # task 2 absent
+    target = torch.randn(10, O)
+
+    def task_losses():
+        out = net(x, task)
+        return [((out[task == t] - target[task == t]) ** 2).mean() if (task == t).any() else None for t in range(T)]
+
+    apply_multitask_backward(net, task_losses(), build_combiner("sum", T))
+    expected = {n: None if p.grad is None else p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad(set_to_none=True)
+    assert summed_backward(net, task_losses())
+    for n, p in net.named_parameters():
+        if expected[n] is None:
+            assert p.grad is None, n
+        else:
+            assert torch.allclose(p.grad, expected[n], atol=1e-6), n
+
+
+def test_summed_backward_declines_a_non_finite_loss_and_leaves_grads_alone() -> None:
+    net = build_network("shared_bottom", D, O, T, hidden=(H1, H2))
+    out = net(torch.randn(6, D), torch.tensor([0, 1, 2, 0, 1, 2]))
+    losses = [out[:2].sum(), out[2:4].sum() * float("inf"), out[4:].sum()]
+    assert not summed_backward(net, losses)
+    assert all(p.grad is None for p in net.parameters())
+    assert not summed_backward(net, [None, None, None])
 
 
 def test_task_heads_get_their_own_gradient_and_absent_tasks_none() -> None:

@@ -164,7 +164,7 @@ def test_module_forward_inference_is_squashed_gaussian_inputs():
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "shared_bottom"])
-def test_sac_refuses_pareto_mtl_and_discrete_options(architecture, tmp_path):
+def test_sac_refuses_pareto_mtl_and_the_action_mask(architecture, tmp_path):
     from orchestrator.config import ConfigError, load_config
 
     sets = [f"model.architecture={architecture}"]
@@ -173,5 +173,84 @@ def test_sac_refuses_pareto_mtl_and_discrete_options(architecture, tmp_path):
             load_config("configs/mt10_sac.yaml", sets + ["model.combiner=pareto_mtl"])
     with pytest.raises(ConfigError, match=r"task.action_mask: the action mask is a discrete-action option"):
         load_config("configs/mt10_sac.yaml", sets + ["task.action_mask=true"])
-    with pytest.raises(ConfigError, match=r"rl.lean_connectors: .*categorical"):
-        load_config("configs/mt10_sac.yaml", sets + ["rl.lean_connectors=true"])
+    # The lean connectors draw SAC's squashed Gaussian too (tests/test_sac_replay.py).
+    assert load_config("configs/mt10_sac.yaml", sets + ["rl.lean_connectors=true"]).rl.lean_connectors
+
+
+def _rllib_loss_task_by_task(learner, batch, fwd):
+    """The reference: RLlib's own SAC loss called on each task's rows with that task's temperature
+    (what the learner computed before the batched loss)."""
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+    cfg = learner.config.get_config_for_module(MID)
+    task = task_ids(batch[Columns.OBS], NUM_TASKS)
+    log_alpha = learner.curr_log_alpha[MID]
+    logged, learner.metrics = learner.metrics, MetricsLogger(root=False)
+    per_task = {}
+    try:
+        for t in range(NUM_TASKS):
+            rows = torch.nonzero(task == t).flatten()
+            learner.curr_log_alpha[MID] = log_alpha[t:t + 1]
+            super(MultiTaskSACLearner, learner).compute_loss_for_module(
+                module_id=MID, config=cfg, batch={k: v[rows] for k, v in batch.items()},
+                fwd_out={k: v[rows] if v.dim() else v for k, v in fwd.items()})
+            per_task[t] = {k: v.detach() for (_, k), v in learner._temp_losses.items()}
+            learner._temp_losses.clear()
+    finally:
+        learner.metrics, learner.curr_log_alpha[MID] = logged, log_alpha
+    return per_task, torch.bincount(task, minlength=NUM_TASKS).double()
+
+
+@pytest.mark.parametrize("multitask", [True, False], ids=["combiner_per_task_losses", "sum_batch_loss"])
+def test_batched_loss_equals_rllib_loss_task_by_task(multitask):
+    """One pass over the batch gives each task's loss exactly as RLlib's SAC loss on that task's rows
+    (with its own temperature); the summed path weights them by n_t / N, the temperatures by 1."""
+    torch.manual_seed(6)
+    learner = _learner(architecture="separate_bottom", combiner="sum") if multitask else _learner(multitask=False)
+    with torch.no_grad():
+        learner.curr_log_alpha[MID].copy_(torch.tensor([0.3, 1.7]).log())
+    module = learner.module[MID]
+    batch = _batch(7)
+    fwd = module.forward_train(batch)
+    expected, counts = _rllib_loss_task_by_task(learner, batch, fwd)
+    cfg = learner.config.get_config_for_module(MID)
+    total = learner.compute_loss_for_module(module_id=MID, config=cfg, batch=batch, fwd_out=fwd)
+    keys = ["qf_loss", "qf_twin_loss", "policy_loss"]
+    if multitask:
+        got = learner._task_losses[MID]
+        for key in keys:
+            for t in range(NUM_TASKS):
+                assert torch.allclose(got[key][t].double(), expected[t][key].double(), rtol=1e-5, atol=1e-6), (key, t)
+    else:
+        weights = counts / counts.sum()
+        for key in keys:
+            want = sum(weights[t] * expected[t][key].double() for t in range(NUM_TASKS))
+            assert torch.allclose(learner._temp_losses[(MID, key)].double(), want, rtol=1e-5, atol=1e-6), key
+    alpha_loss = learner._temp_losses[(MID, "alpha_loss")].double()
+    assert torch.allclose(alpha_loss, sum(expected[t]["alpha_loss"].double() for t in range(NUM_TASKS)), rtol=1e-5)
+    assert torch.isfinite(total)
+
+
+def test_mt_sac_network_is_the_papers_mlp_on_state_one_hot_and_action():
+    """`model.architecture: mlp` is MT-SAC's network: one MLP per part reading the whole observation
+    (state and task one-hot), the Q networks also the action; not RLlib's multi-stream Q encoder."""
+    module = MultiTaskSACModule(observation_space=OBS_SPACE, action_space=ACT_SPACE, model_config={
+        "architecture": "mlp", "hidden": [16, 16], "num_tasks": NUM_TASKS, "architecture_params": {}, "twin_q": True})
+    obs_dim = STATE + NUM_TASKS
+
+    def count(part):
+        return sum(p.numel() for p in part.parameters())
+
+    # Hand count: (in*16 + 16) + (16*16 + 16) + (16*out + out).
+    assert count(module.pi_encoder) == obs_dim * 16 + 16 + 272 + 16 * 2 * ACTION_DIM + 2 * ACTION_DIM
+    for q in (module.qf_encoder, module.qf_twin_encoder):
+        assert count(q) == (obs_dim + ACTION_DIM) * 16 + 16 + 272 + 16 + 1
+    module.make_target_networks()  # the learner does this when it builds the module
+    batch = _batch(1)
+    out = module.forward_train(batch)
+    # Changing only the one-hot changes the actor's output: the task is in the MLP's input.
+    flipped = dict(batch, **{Columns.OBS: torch.cat([batch[Columns.OBS][:, :STATE],
+                                                     batch[Columns.OBS][:, STATE:].flip(-1)], 1)})
+    assert not torch.allclose(module.forward_inference(flipped)[Columns.ACTION_DIST_INPUTS],
+                              module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS])
+    assert out["q_curr"].shape == (BATCH,)

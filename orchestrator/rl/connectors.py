@@ -1,4 +1,5 @@
-"""Lean EnvRunner connector pipelines for Box (or Dict of Box) observations and a Discrete action space.
+"""Lean EnvRunner connector pipelines for Box (or Dict of Box) observations and a Discrete
+(PPO) or bounded Box (SAC) action space.
 
 RLlib's default env-to-module pipeline gathers each env's latest observation from its
 episode, one item at a time, through five pieces (plus a per-piece timer); the default
@@ -82,12 +83,43 @@ class SampleCategoricalActions(ConnectorV2):
         return out
 
 
+class SampleSquashedGaussianActions(ConnectorV2):
+    """module -> env: a bounded-Box action per env from SAC's squashed Gaussian, as numpy arrays.
+
+    ACTIONS are RLlib's `TorchSquashedGaussian` draw in [-1, 1] (the tanh of the mean when not
+    exploring, as the squashed Gaussian's mode is taken in evaluation), what RLlib's `GetActions` stores and SAC replays; ACTIONS_FOR_ENV rescales them
+    to the env's bounds and clips, as RLlib's `NormalizeAndClipActions` does with
+    ``normalize_actions`` (its default). No other column: SAC's learner reads none.
+    """
+
+    def __init__(self, low: np.ndarray, high: np.ndarray) -> None:
+        super().__init__()
+        self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+
+    def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, **kwargs) -> Any:
+        from ray.rllib.core.distribution.torch.torch_distribution import TorchSquashedGaussian
+
+        inputs = batch[Columns.ACTION_DIST_INPUTS]
+        with torch.no_grad():
+            # Greedy: tanh(mean). (RLlib 2.60's TorchSquashedGaussian.to_deterministic() returns the
+            # unsquashed mean, and its default pipeline then fails on it.)
+            actions = (TorchSquashedGaussian.from_logits(inputs).sample() if explore
+                       else torch.tanh(inputs.chunk(2, dim=-1)[0])).numpy()
+        for_env = np.clip(self.low + (actions + 1.0) * (self.high - self.low) / 2.0, self.low, self.high)
+        return {Columns.ACTIONS: actions, Columns.ACTIONS_FOR_ENV: for_env.astype(actions.dtype, copy=False)}
+
+
 def lean_env_to_module(env=None, spaces=None, device=None):
     return StackObservations()
 
 
 def lean_module_to_env(env=None, spaces=None):
     return SampleCategoricalActions()
+
+
+def lean_sac_module_to_env(env=None, spaces=None):
+    space = env.single_action_space if env is not None else spaces["__env_single__"][1]
+    return SampleSquashedGaussianActions(space.low, space.high)
 
 
 class LeanSingleAgentEnvRunner(SingleAgentEnvRunner):

@@ -1,4 +1,8 @@
-"""PPO whose EnvRunner actors sample the next batch while the learner updates on this one.
+"""Sampling overlapped with learning: PPO (and SAC) whose EnvRunner actors sample the next
+batch while the learner updates on this one.
+
+`OverlappedSampling` is the mechanism (one sample request in flight per EnvRunner); PPO's use
+of it, with its lag accounting, follows. Multi-task SAC uses it too (`orchestrator.rl.sac_training`).
 
 RLlib's PPO `training_step` samples, then learns, then syncs weights: with EnvRunner
 actors, the runners wait while the learner works and the learner waits while they
@@ -66,12 +70,57 @@ def split_by_lag(episodes: list, learner_seq_no: int, max_lag: int) -> tuple[lis
     return keep, stale, int(kept_lags.max()) if kept_lags.size else 0
 
 
-class OverlappedPPO(PPO):
+class OverlappedSampling:
+    """Algorithm mixin: one sample request in flight per EnvRunner actor while the learner works.
+
+    `overlapped_samples` returns what the requests sent last time sampled and sends the next
+    ones at once; weight syncs sent after it queue behind them (an actor runs its calls in
+    order), so a round is sampled with the weights from before the previous round's update.
+    Used by `OverlappedPPO` and, with ``rl.overlap_sampling``, by multi-task SAC.
+    """
+
+    _sample_requests_in_flight = 0
+
+    def overlapped_samples(self) -> list[tuple[Any, dict]]:
+        """``[(episodes or PackedEpisodes, runner metrics), ...]`` of the requests in flight; sends the next."""
+        if self._sample_requests_in_flight == 0:
+            self._send_sample_requests()
+        results = self._collect_samples()
+        self._send_sample_requests()  # sampled while the learner updates
+        return results
+
+    def _send_sample_requests(self) -> None:
+        self._sample_requests_in_flight += self.env_runner_group.foreach_env_runner_async(
+            _sample_with_metrics, tag=SAMPLE_TAG)
+
+    def _collect_samples(self) -> list[tuple[Any, dict]]:
+        """Wait for every request in flight (a failed runner's request ends with its failure)."""
+        results: list[tuple[Any, dict]] = []
+        timeout = self.config.sample_timeout_s
+        group = self.env_runner_group
+        while self._sample_requests_in_flight > 0:
+            before = group._worker_manager.num_outstanding_async_reqs(tag=SAMPLE_TAG)
+            ready = group.fetch_ready_async_reqs(tags=SAMPLE_TAG, timeout_seconds=timeout)
+            after = group._worker_manager.num_outstanding_async_reqs(tag=SAMPLE_TAG)
+            results.extend(r for _, r in ready)
+            if before == after:  # nothing came back within the timeout: give up on these requests
+                self._sample_requests_in_flight = 0
+                break
+            self._sample_requests_in_flight = after
+        return results
+
+    def restore_env_runners(self, env_runner_group) -> list[int]:
+        restored = super().restore_env_runners(env_runner_group)
+        if restored:  # a restarted runner has no request in flight; count again from what is outstanding
+            self._sample_requests_in_flight = env_runner_group._worker_manager.num_outstanding_async_reqs(tag=SAMPLE_TAG)
+        return restored
+
+
+class OverlappedPPO(OverlappedSampling, PPO):
     """RLlib PPO with sampling overlapped with learning (one request in flight per EnvRunner)."""
 
     def setup(self, config: Any) -> None:
         super().setup(config)
-        self._sample_requests_in_flight = 0
         self._max_policy_lag = int(self.config.learner_config_dict.get("max_policy_lag", 1))
 
     def training_step(self) -> None:
@@ -79,10 +128,7 @@ class OverlappedPPO(PPO):
         if group.num_remote_workers() == 0:
             return super().training_step()  # sampling in the driver: nothing to overlap with
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            if self._sample_requests_in_flight == 0:
-                self._send_sample_requests()
-            results = self._collect_samples()
-            self._send_sample_requests()  # sampled while the learner updates below
+            results = self.overlapped_samples()
         if not results:
             return  # every EnvRunner failed; RLlib restores them before the next iteration
         episodes = [ep for sampled, _ in results for ep in _episodes(sampled)]
@@ -104,38 +150,12 @@ class OverlappedPPO(PPO):
             )
             self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-            # Queued behind each runner's request in flight (an actor runs its calls in order), so the
-            # request sent at the next iteration samples with these weights: the lag stays one update.
+            # Queued behind each runner's request in flight, so the request sent at the next
+            # iteration samples with these weights: the lag stays one update.
             group.sync_weights(from_worker_or_learner_group=self.learner_group, inference_only=True)
-
-    def _send_sample_requests(self) -> None:
-        self._sample_requests_in_flight += self.env_runner_group.foreach_env_runner_async(
-            _sample_with_metrics, tag=SAMPLE_TAG)
-
-    def _collect_samples(self) -> list[tuple[list, dict]]:
-        """Wait for every request in flight (a failed runner's request ends with its failure)."""
-        results: list[tuple[list, dict]] = []
-        timeout = self.config.sample_timeout_s
-        group = self.env_runner_group
-        while self._sample_requests_in_flight > 0:
-            before = group._worker_manager.num_outstanding_async_reqs(tag=SAMPLE_TAG)
-            ready = group.fetch_ready_async_reqs(tags=SAMPLE_TAG, timeout_seconds=timeout)
-            after = group._worker_manager.num_outstanding_async_reqs(tag=SAMPLE_TAG)
-            results.extend(r for _, r in ready)
-            if before == after:  # nothing came back within the timeout: give up on these requests
-                self._sample_requests_in_flight = 0
-                break
-            self._sample_requests_in_flight = after
-        return results
 
     def _learner_seq_no(self) -> int:
         return int(next(iter(self.learner_group.foreach_learner(_weights_seq_no))).get())
-
-    def restore_env_runners(self, env_runner_group) -> list[int]:
-        restored = super().restore_env_runners(env_runner_group)
-        if restored:  # a restarted runner has no request in flight; count again from what is outstanding
-            self._sample_requests_in_flight = env_runner_group._worker_manager.num_outstanding_async_reqs(tag=SAMPLE_TAG)
-        return restored
 
 
 def _weights_seq_no(learner) -> int:

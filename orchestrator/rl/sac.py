@@ -2,15 +2,16 @@
 
 - `MultiTaskSACModule` subclasses RLlib's `DefaultSACTorchRLModule` and puts a `policies`
   architecture (shared trunk, separate bottom, model patches, soft modularization, CARE, ...)
-  behind each of its parts: the actor and the twin Q networks (their targets are RLlib's
-  copies). The task is read from the observation's one-hot suffix (Meta-World's layout); the
-  networks see the 39 state numbers (plus the action for Q) and the task id.
-- `MultiTaskSACLearner` subclasses RLlib's `SACTorchLearner`: it computes RLlib's own SAC
-  loss on each task's rows of the replayed batch, with one learnable entropy temperature per
-  task (as the MT-SAC baselines), and, for the `policies` architectures, lets the configured
-  combiner (`sum`, `pcgrad`, `mgda`) turn the per-task actor and critic gradients into one
-  update through `apply_multitask_backward`, all-reduced across learners before combining
-  (the path the PPO learner takes).
+  or MT-SAC's plain MLP behind each of its parts: the actor and the twin Q networks (their
+  targets are RLlib's copies). The task is read from the observation's one-hot suffix
+  (Meta-World's layout); the `policies` networks see the 39 state numbers (plus the action for
+  Q) and the task id, the MLP the whole observation.
+- `MultiTaskSACLearner` subclasses RLlib's `SACTorchLearner`: RLlib's SAC loss on the replayed
+  batch in one pass, each row with its task's learnable entropy temperature (as the MT-SAC
+  baselines), each task's loss the mean of its rows; for the `policies` architectures the
+  configured combiner (`sum`, `pcgrad`, `mgda`) turns the per-task actor and critic gradients
+  into one update through `apply_multitask_backward`, all-reduced across learners before
+  combining (the path the PPO learner takes).
 - `build_sac_config` assembles RLlib's `SACConfig` from our config; `make_metaworld_env` is the
   env creator every EnvRunner runs (the Meta-World vector env + the curriculum wrapper).
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from ray.rllib.algorithms.sac.sac_learner import QF_LOSS_KEY, QF_PREDS, QF_TWIN_LOSS_KEY
+from ray.rllib.algorithms.sac.sac_learner import QF_LOSS_KEY, QF_PREDS, QF_TWIN_LOSS_KEY, QF_TWIN_PREDS
 from ray.rllib.algorithms.sac.torch.default_sac_torch_rl_module import DefaultSACTorchRLModule
 from ray.rllib.algorithms.sac.torch.sac_torch_learner import SACTorchLearner
 from ray.rllib.core.columns import Columns
@@ -31,11 +32,10 @@ from ray.rllib.core import COMPONENT_OPTIMIZER
 from ray.rllib.core.learner.learner import POLICY_LOSS_KEY
 from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.utils.metrics import ALL_MODULES
-from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
 from torch import nn
 
 from orchestrator.config import ExperimentConfig
-from policies import apply_multitask_backward, build_combiner, build_network
+from policies import apply_multitask_backward, build_combiner, build_network, summed_backward
 from policies.backward import torch_distributed_allreduce
 
 ENV_NAME = "mto-metaworld"
@@ -58,31 +58,48 @@ class TaskConditionedEncoder(nn.Module):
     Gaussian's ``[mean, log_std]`` with ``log_std`` clamped to the usual SAC bounds.
     """
 
-    def __init__(self, network: nn.Module, num_tasks: int, with_action: bool, actor: bool) -> None:
+    def __init__(self, network: nn.Module, num_tasks: int, with_action: bool, actor: bool,
+                 one_hot_input: bool = False) -> None:
         super().__init__()
         self.network = network
         self.num_tasks = int(num_tasks)
         self.with_action = with_action
         self.actor = actor
+        self.one_hot_input = one_hot_input  # a plain MLP that reads the task one-hot as input (MT-SAC)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         obs = batch[Columns.OBS].float()
-        x = obs[:, : -self.num_tasks]
+        x = obs if self.one_hot_input else obs[:, : -self.num_tasks]
         if self.with_action:
             x = torch.cat([x, batch[Columns.ACTIONS].float()], dim=-1)
-        out = self.network(x, task_ids(obs, self.num_tasks))
+        out = self.network(x) if self.one_hot_input else self.network(x, task_ids(obs, self.num_tasks))
         if self.actor:
             mean, log_std = out.chunk(2, dim=-1)
             out = torch.cat([mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)], dim=-1)
         return {ENCODER_OUT: out}
 
 
-class MultiTaskSACModule(DefaultSACTorchRLModule):
-    """RLlib's SAC RLModule with `policies` architectures as actor and (twin) Q networks.
+def mlp(input_dim: int, output_dim: int, hidden: list[int], activation: str = "relu") -> nn.Sequential:
+    """A plain MLP (linear output layer)."""
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}[activation]
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(input_dim, int(width)), act()]
+        input_dim = int(width)
+    return nn.Sequential(*layers, nn.Linear(input_dim, output_dim))
 
-    ``model_config``: ``architecture``, ``hidden``, ``num_tasks``, ``architecture_params``
-    (``twin_q`` is added by RLlib's SACConfig). RLlib's forward passes, target networks and
-    squashed Gaussian are used unchanged; only the networks are ours.
+
+class MultiTaskSACModule(DefaultSACTorchRLModule):
+    """RLlib's SAC RLModule with `policies` architectures (or MT-SAC's MLP) as actor and (twin) Q networks.
+
+    ``model_config``: ``architecture``, ``hidden``, ``num_tasks``, ``architecture_params``,
+    ``activation`` (``twin_q`` is added by RLlib's SACConfig). RLlib's forward passes, target
+    networks and squashed Gaussian are used unchanged; only the networks are ours.
+
+    ``architecture: mlp`` is MT-SAC as the MT10 papers run it: one MLP on ``[state, one-hot]``
+    for the actor and on ``[state, one-hot, action]`` for each Q network. (RLlib 2.60's default
+    continuous-action Q network is a multi-stream encoder, an observation MLP and an action MLP
+    joined by fusion layers: 5.7x the parameters at 2 x 256, and the arithmetic with them.)
     """
 
     def setup(self) -> None:
@@ -92,19 +109,26 @@ class MultiTaskSACModule(DefaultSACTorchRLModule):
         state_dim = int(np.prod(self.observation_space.shape)) - self.num_tasks
         action_dim = int(np.prod(self.action_space.shape))
 
-        def network(input_dim: int, output_dim: int) -> nn.Module:
-            return build_network(cfg["architecture"], input_dim=input_dim, output_dim=output_dim,
-                                 num_tasks=self.num_tasks, hidden=tuple(cfg["hidden"]),
-                                 **dict(cfg.get("architecture_params") or {}))
+        one_hot = cfg["architecture"] == "mlp"
+        input_dim = state_dim + (self.num_tasks if one_hot else 0)
 
-        self.pi_encoder = TaskConditionedEncoder(network(state_dim, 2 * action_dim), self.num_tasks, False, True)
+        def encoder(with_action: bool, actor: bool) -> TaskConditionedEncoder:
+            in_dim, out_dim = input_dim + (action_dim if with_action else 0), (2 * action_dim if actor else 1)
+            if one_hot:
+                network = mlp(in_dim, out_dim, cfg["hidden"], cfg.get("activation", "relu"))
+            else:
+                network = build_network(cfg["architecture"], input_dim=in_dim, output_dim=out_dim,
+                                        num_tasks=self.num_tasks, hidden=tuple(cfg["hidden"]),
+                                        **dict(cfg.get("architecture_params") or {}))
+            return TaskConditionedEncoder(network, self.num_tasks, with_action, actor, one_hot_input=one_hot)
+
+        self.pi_encoder = encoder(with_action=False, actor=True)
         self.pi = nn.Identity()
         if not self.inference_only:
-            self.qf_encoder = TaskConditionedEncoder(network(state_dim + action_dim, 1), self.num_tasks, True, False)
+            self.qf_encoder = encoder(with_action=True, actor=False)
             self.qf = nn.Identity()
             if self.twin_q:
-                self.qf_twin_encoder = TaskConditionedEncoder(
-                    network(state_dim + action_dim, 1), self.num_tasks, True, False)
+                self.qf_twin_encoder = encoder(with_action=True, actor=False)
                 self.qf_twin = nn.Identity()
 
     # No catalog builds our networks, so name SAC's action distribution here.
@@ -122,10 +146,31 @@ class MultiTaskSACModule(DefaultSACTorchRLModule):
         return contextlib.nullcontext()
 
 
-def _rows(data: dict[str, Any], rows: torch.Tensor, size: int) -> dict[str, Any]:
-    """The batch (or forward output) restricted to ``rows``; entries that are not per-row are kept."""
-    return {k: v.index_select(0, rows) if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == size else v
-            for k, v in data.items()}
+def sac_loss_rows(batch: dict[str, Any], fwd_out: dict[str, Any], alpha: torch.Tensor, gamma: float,
+                  twin_q: bool) -> dict[str, torch.Tensor]:
+    """Each row's term of RLlib's continuous SAC critic and actor losses.
+
+    RLlib's `SACTorchLearner` takes the batch mean of exactly these terms; keeping the rows lets one
+    pass give every task's loss (its rows' mean) with ``alpha`` holding each row's task temperature
+    (detached, as RLlib's). Soft target ``r + gamma^n (1 - done) (min Q'(s', a') - alpha log pi(a'|s'))``,
+    Huber critic loss weighted by the replay weights, actor term ``alpha log pi(a~|s) - Q(s, a~)``.
+    """
+    soft_next = fwd_out["q_target_next"] - alpha * fwd_out["logp_next_resampled"]
+    masked = (1.0 - batch[Columns.TERMINATEDS].float()) * soft_next
+    target = (batch[Columns.REWARDS] + (gamma ** batch["n_step"]) * masked).detach()
+    rows = {QF_LOSS_KEY: batch["weights"] * nn.functional.huber_loss(fwd_out[QF_PREDS], target, reduction="none",
+                                                                       delta=1.0),
+            POLICY_LOSS_KEY: alpha * fwd_out["logp_resampled"] - fwd_out["q_curr"]}
+    if twin_q:
+        rows[QF_TWIN_LOSS_KEY] = batch["weights"] * nn.functional.huber_loss(
+            fwd_out[QF_TWIN_PREDS], target, reduction="none", delta=1.0)
+    return rows
+
+
+def per_task_mean(values: torch.Tensor, task: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over each task's rows (0 for a task with none): one scatter-add, differentiable."""
+    sums = torch.zeros(counts.shape[0], dtype=values.dtype, device=values.device).index_add(0, task, values)
+    return sums / counts.clamp(min=1).to(values.dtype)
 
 
 class MultiTaskSACLearner(SACTorchLearner):
@@ -135,12 +180,12 @@ class MultiTaskSACLearner(SACTorchLearner):
     ``multitask_network`` (the module is a `MultiTaskSACModule`), ``combiner`` and
     ``combiner_params`` (used with a multi-task network).
 
-    The loss of task t is RLlib's SAC loss (`SACTorchLearner.compute_loss_for_module`) on the
-    rows of task t, with temperature ``alpha[t]``. Without a multi-task network the per-task
-    critic and actor losses are summed with weights n_t / N, which is exactly RLlib's batch-mean
-    loss (RLlib's backward does the rest); each temperature gets its own task's gradient.
-    With one, each optimizer's network gets ``apply_multitask_backward`` over its T per-task
-    losses (twin Q: each Q network with its own).
+    The loss of task t is RLlib's SAC loss on the rows of task t with temperature ``alpha[t]``;
+    all tasks come from one pass over the batch (`sac_loss_rows`, then `per_task_mean`), equal to
+    calling RLlib's loss task by task. Without a multi-task network the critic and actor losses
+    are the batch means (the per-task losses weighted by n_t / N; RLlib's backward does the
+    rest); each temperature gets its own task's gradient. With one, each optimizer's network gets
+    ``apply_multitask_backward`` over its T per-task losses (twin Q: each Q network with its own).
     """
 
     def build(self) -> None:
@@ -200,47 +245,33 @@ class MultiTaskSACLearner(SACTorchLearner):
         return dict(zip(self._task_names, values.tolist()))
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
-        obs = batch[Columns.OBS]
-        task = task_ids(obs, self._num_tasks)
-        size = int(task.shape[0])
-        log_alpha = self.curr_log_alpha[module_id]
-        keys = [POLICY_LOSS_KEY, QF_LOSS_KEY, ALPHA_LOSS_KEY] + ([QF_TWIN_LOSS_KEY] if config.twin_q else [])
-        losses: dict[str, list[torch.Tensor | None]] = {k: [None] * self._num_tasks for k in keys}
+        task = task_ids(batch[Columns.OBS], self._num_tasks)
         counts = torch.bincount(task, minlength=self._num_tasks)
-        logged = self.metrics
-        try:
-            # RLlib's own loss per task; its per-call statistics go to a scratch logger (we log the totals).
-            self.metrics = MetricsLogger(root=False)
-            for t in torch.nonzero(counts).flatten().tolist():
-                rows = torch.nonzero(task == t).flatten()
-                self.curr_log_alpha[module_id] = log_alpha[t:t + 1] if self._per_task_alpha else log_alpha
-                super().compute_loss_for_module(module_id=module_id, config=config, batch=_rows(batch, rows, size),
-                                                fwd_out=_rows(fwd_out, rows, size))
-                for key in keys:
-                    losses[key][t] = self._temp_losses.pop((module_id, key))
-        finally:
-            self.metrics = logged
-            self.curr_log_alpha[module_id] = log_alpha
-        weights = counts.float() / max(size, 1)
-        totals = {key: sum(weights[t] * loss for t, loss in enumerate(values) if loss is not None)
-                  for key, values in losses.items()}
+        log_alpha = self.curr_log_alpha[module_id]
+        row_log_alpha = log_alpha[task] if self._per_task_alpha else log_alpha.expand(task.shape[0])
+        rows = sac_loss_rows(batch, fwd_out, torch.exp(row_log_alpha.detach()), config.gamma, config.twin_q)
+        totals = {key: values.mean() for key, values in rows.items()}  # = sum_t (n_t / N) * task t's mean
         # Each temperature is its own task's: its gradient is that task's mean, not weighted by n_t / N.
-        present_alpha = [loss for loss in losses[ALPHA_LOSS_KEY] if loss is not None]
-        totals[ALPHA_LOSS_KEY] = (torch.stack(present_alpha).sum() if self._per_task_alpha
-                                  else totals[ALPHA_LOSS_KEY])
+        entropy_gap = fwd_out["logp_resampled"].detach() + self.target_entropy[module_id]
+        if self._per_task_alpha:
+            present = counts > 0
+            totals[ALPHA_LOSS_KEY] = -(log_alpha * per_task_mean(entropy_gap, task, counts))[present].sum()
+        else:
+            totals[ALPHA_LOSS_KEY] = -(log_alpha * entropy_gap).mean()
         if self._multitask:
-            self._task_losses[module_id] = losses
+            # The combiner needs each task's loss; they share the one forward pass and its graph.
+            means = {key: per_task_mean(values, task, counts) for key, values in rows.items()}
+            nonempty = counts.tolist()
+            self._task_losses[module_id] = {key: [m[t] if nonempty[t] else None for t in range(self._num_tasks)]
+                                            for key, m in means.items()}
             self._task_counts[module_id] = counts
             self._temp_losses[(module_id, ALPHA_LOSS_KEY)] = totals[ALPHA_LOSS_KEY]
         else:
             for key, value in totals.items():
                 self._temp_losses[(module_id, key)] = value
         alpha = torch.exp(log_alpha.detach())
-        stats = {POLICY_LOSS_KEY: totals[POLICY_LOSS_KEY], QF_LOSS_KEY: totals[QF_LOSS_KEY],
-                 ALPHA_LOSS_KEY: totals[ALPHA_LOSS_KEY], "alpha_value": alpha.mean(),
-                 "qf_mean": torch.mean(fwd_out[QF_PREDS]), "logps": torch.mean(fwd_out["logp_resampled"])}
-        if config.twin_q:
-            stats[QF_TWIN_LOSS_KEY] = totals[QF_TWIN_LOSS_KEY]
+        stats = {**totals, "alpha_value": alpha.mean(), "qf_mean": torch.mean(fwd_out[QF_PREDS]),
+                 "logps": torch.mean(fwd_out["logp_resampled"])}
         if self._per_task_alpha:
             stats.update({f"alpha/{name}": alpha[t] for t, name in enumerate(self._task_names)})
         self.metrics.log_dict({k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in stats.items()},
@@ -266,15 +297,21 @@ class MultiTaskSACLearner(SACTorchLearner):
                             if param.grad is not None:
                                 allreduce(param.grad)
                 else:
-                    stats = apply_multitask_backward(networks[optim_name].network, losses[optim_name + "_loss"],
-                                                     self._combiner, allreduce=allreduce, task_sample_counts=counts)
-                    for t in stats.dropped_nonfinite_tasks:
-                        self.metrics.log_value(
-                            (module_id, f"{DROPPED_NONFINITE}/{optim_name}/{self._task_names[t]}"), 1,
-                            reduce="lifetime_sum")
+                    network, task_losses = networks[optim_name].network, losses[optim_name + "_loss"]
+                    # `sum` needs no per-task gradients: one backward pass (T with the general path).
+                    if not (self._combiner.name == "sum" and allreduce is None
+                            and summed_backward(network, task_losses)):
+                        self._combined_backward(module_id, optim_name, network, task_losses, counts, allreduce)
                 grads.update({pid: p.grad for pid, p in self.filter_param_dict_for_optimizer(self._params, optim).items()})
         self._temp_losses.clear()
         return grads
+
+    def _combined_backward(self, module_id, optim_name, network, task_losses, counts, allreduce) -> None:
+        stats = apply_multitask_backward(network, task_losses, self._combiner, allreduce=allreduce,
+                                         task_sample_counts=counts)
+        for t in stats.dropped_nonfinite_tasks:
+            self.metrics.log_value(
+                (module_id, f"{DROPPED_NONFINITE}/{optim_name}/{self._task_names[t]}"), 1, reduce="lifetime_sum")
 
 
 def make_metaworld_env(env_config: dict[str, Any]):
@@ -311,24 +348,24 @@ def sac_rl_module_spec(cfg: ExperimentConfig, num_tasks: int, architecture_param
 
     return RLModuleSpec(module_class=MultiTaskSACModule, model_config={
         "architecture": cfg.model.architecture, "hidden": list(cfg.model.hidden), "num_tasks": num_tasks,
-        "architecture_params": dict(architecture_params), "twin_q": True,
+        "architecture_params": dict(architecture_params), "twin_q": True, "activation": cfg.model.activation,
     })
 
 
 def build_sac_config(cfg: ExperimentConfig, env_config: dict[str, Any], architecture_params: dict[str, Any] | None = None):
     """RLlib's `SACConfig` (new API stack) from our config: uniform replay, per-task temperatures,
-    RLlib's default SAC network for ``model.architecture: mlp`` (the one-hot is in its input: MT-SAC),
-    `MultiTaskSACModule` for the `policies` architectures."""
+    `MultiTaskSACModule` (MT-SAC's MLP for ``model.architecture: mlp``, else a `policies` architecture)."""
     from ray.rllib.algorithms.sac import SACConfig
-    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.tune.registry import register_env
+
+    from orchestrator.rl.sac_training import MultiTaskSAC
 
     register_env(ENV_NAME, make_metaworld_env)
     rl, sac = cfg.rl, cfg.sac
     num_tasks = len(env_config["tasks"])
     multitask = cfg.model.architecture != "mlp"
     config = (
-        SACConfig()
+        SACConfig(algo_class=MultiTaskSAC)
         .environment(env=ENV_NAME, env_config=env_config)
         .env_runners(
             num_env_runners=rl.num_env_runners,
@@ -349,8 +386,7 @@ def build_sac_config(cfg: ExperimentConfig, env_config: dict[str, Any], architec
             train_batch_size_per_learner=sac.train_batch_size,
             num_steps_sampled_before_learning_starts=sac.learning_starts,
             training_intensity=sac.training_intensity,
-            # Uniform replay, as the MT-SAC baselines: per-task losses are computed on row subsets,
-            # and prioritized replay would need the TD errors back in batch order.
+            # Uniform replay, as the MT-SAC baselines (MultiTaskSAC stores it as flat transitions).
             replay_buffer_config={"type": "EpisodeReplayBuffer", "capacity": sac.replay_capacity},
         )
         .learners(
@@ -364,19 +400,25 @@ def build_sac_config(cfg: ExperimentConfig, env_config: dict[str, Any], architec
                 "multitask_network": multitask,
                 "combiner": cfg.model.combiner,
                 "combiner_params": dict(cfg.model.combiner_params),
+                "overlap_sampling": rl.overlap_sampling,
             },
         )
         .reporting(min_sample_timesteps_per_iteration=sac.env_steps_per_iteration, min_time_s_per_iteration=0,
                    metrics_num_episodes_for_smoothing=100)
         .debugging(seed=cfg.seed, log_level="ERROR", log_sys_usage=False)
     )
-    if multitask:
-        params = dict(cfg.model.architecture_params) if architecture_params is None else architecture_params
-        config = config.rl_module(rl_module_spec=sac_rl_module_spec(cfg, num_tasks, params))
-    else:
-        config = config.rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(cfg.model.hidden),
-                                                                  fcnet_activation=cfg.model.activation))
-    return config
+    if rl.overlap_sampling:
+        # Two weight syncs may be in flight: the one queued behind a runner's sample request and the next.
+        config = config.env_runners(max_requests_in_flight_per_env_runner=2)
+    if rl.lean_connectors:
+        from orchestrator.rl.connectors import LeanSingleAgentEnvRunner, lean_env_to_module, lean_sac_module_to_env
+
+        config = config.env_runners(
+            env_runner_cls=LeanSingleAgentEnvRunner, env_to_module_connector=lean_env_to_module,
+            module_to_env_connector=lean_sac_module_to_env, add_default_connectors_to_env_to_module_pipeline=False,
+            add_default_connectors_to_module_to_env_pipeline=False)
+    params = dict(cfg.model.architecture_params) if architecture_params is None else architecture_params
+    return config.rl_module(rl_module_spec=sac_rl_module_spec(cfg, num_tasks, params))
 
 
 def metaworld_evaluation_episodes(module, cfg: ExperimentConfig, episodes: int, greedy: bool, seed: int):

@@ -30,7 +30,9 @@ class SACConfig(BaseModel):
     replay_capacity: int = Field(1_000_000, ge=1, description="replay buffer size in transitions (uniform replay)")
     learning_starts: int = Field(1500, ge=0, description="env steps sampled before the first gradient update")
     training_intensity: float | None = Field(
-        None, gt=0, description="replayed / sampled transitions ratio (RLlib's knob); null: one update per sample round"
+        None, gt=0, description="replayed / sampled transitions: each sampled env step earns training_intensity / "
+        "train_batch_size updates (MT10's one update per round of the 10 envs at batch 1,280: 128); null: one update "
+        "per sample round"
     )
     env_steps_per_iteration: int = Field(1000, ge=1, description="env steps sampled (at least) per training iteration")
 
@@ -59,9 +61,6 @@ def sac_setting_error(cfg: Any) -> tuple[str, str] | None:
     if cfg.task.action_mask:
         return ("task.action_mask", "the action mask is a discrete-action option (which of the Simon Says actions "
                 "are valid); SAC on metaworld acts with continuous actions, there is nothing to mask")
-    if cfg.rl.lean_connectors:
-        return ("rl.lean_connectors", "the lean connectors draw categorical (discrete) actions; SAC needs RLlib's "
-                "default connectors for its squashed Gaussian")
     if cfg.bonus.mode != "off":
         return ("bonus.mode", "the exploration bonus pays for newly obtained items and Meta-World tasks have no "
                 "items; set bonus.mode: off")
