@@ -12,8 +12,8 @@ Axes:
   2 Learner actors (data-parallel); with CUDA, 1 (and 2 if there are two GPUs) GPU
   Learner actors (``rl.num_gpus_per_learner=1``).
 
-Configs: the Simon Says PPO quickstart (``configs/quickstart.yaml``, as shipped
-except the axes; `overlap_sampling` off where there is no EnvRunner) and
+Configs (as shipped except the axes; `overlap_sampling` off where there is no
+EnvRunner): the Simon Says PPO quickstart (``configs/quickstart.yaml``) and
 Meta-World MT10 SAC (``configs/mt10_sac.yaml`` with smaller iterations so a
 point takes seconds, the settings `benchmarks.mt10` uses on 2 cores).
 
@@ -105,9 +105,9 @@ def overrides_for(point: dict[str, Any], iterations: int) -> list[str]:
     out = list(spec["overrides"]) + point["overrides"]
     out += [f"rl.num_env_runners={point['runners']}", f"training.iterations={iterations}",
             f"training.checkpoint_every={iterations}"]
-    if point["config"] == "quickstart":
-        # Overlap needs an EnvRunner to overlap with; the learner in the driver takes what CPUs are left.
-        out.append(f"rl.overlap_sampling={'true' if point['runners'] >= 1 else 'false'}")
+    if point["runners"] == 0:
+        # Overlap needs an EnvRunner to overlap with; with one or more the config's own setting stands.
+        out.append("rl.overlap_sampling=false")
     return out
 
 

@@ -36,6 +36,8 @@ def test_overrides_turn_overlap_off_without_an_env_runner():
     point = plan(["quickstart"], cpus=2, gpus=0)[0]
     assert "rl.overlap_sampling=false" in overrides_for(point, 3) and "rl.num_env_runners=0" in overrides_for(point, 3)
     assert "training.iterations=3" in overrides_for(point, 3)
+    with_runner = plan(["mt10_sac"], cpus=2, gpus=0)[1]
+    assert with_runner["runners"] == 1 and not any(o.startswith("rl.overlap_sampling") for o in overrides_for(with_runner, 3))
 
 
 def test_efficiency_against_linear_known_answer():
@@ -45,3 +47,14 @@ def test_efficiency_against_linear_known_answer():
     add_efficiency(rows)
     assert [r.get("efficiency_vs_linear") for r in rows] == [None, 1.0, 0.75, 1.0, None]
     assert rows[2]["speedup_vs_1_runner"] == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("cpus,gpus", [(2, 0), (16, 1)])
+def test_every_planned_point_is_a_config_that_loads(cpus, gpus):
+    """A point whose overrides the config refuses would only fail minutes into the benchmark."""
+    from benchmarks.scaling import CONFIGS
+    from orchestrator.config import load_config
+
+    for point in plan(sorted(CONFIGS), cpus=cpus, gpus=gpus):
+        cfg = load_config(CONFIGS[point["config"]]["file"], overrides_for(point, 4))
+        assert cfg.rl.num_env_runners == point["runners"] and cfg.training.iterations == 4
