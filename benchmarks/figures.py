@@ -126,6 +126,15 @@ def mt10(results: Path, out: Path) -> Path:
     return _save(fig, out, "mt10")
 
 
+def mt10_learning(results: Path, out: Path) -> Path:
+    """Meta-World MT10 learning curves: mean training success against env steps per method."""
+    from benchmarks.mt10_learning import plot
+
+    path = out / "mt10_learning.png"
+    plot(_load(results, "mt10_learning")["rows"], path)
+    return path
+
+
 def env_speed(results: Path, out: Path) -> Path:
     """Simon Says env steps per second against the number of environments stepped together."""
     data = _load(results, "env_speed")
@@ -242,6 +251,7 @@ FIGURES: dict[str, Callable[[Path, Path], Path]] = {
     "simon_says_learning": simon_says_learning,
     "offline_sharing": offline_sharing,
     "mt10": mt10,
+    "mt10_learning": mt10_learning,
     "env_speed": env_speed,
     "rl_throughput": rl_throughput,
     "multi_digit": multi_digit,
