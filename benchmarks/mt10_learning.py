@@ -104,6 +104,7 @@ def plot(rows: list[dict], out: Path) -> None:
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    top = 0.0
     for config in PUBLISHED:
         runs = [r for r in rows if r["config"] == config and r.get("curve")]
         if not runs:
@@ -111,13 +112,14 @@ def plot(rows: list[dict], out: Path) -> None:
         n = min(len(r["curve"]["env_steps"]) for r in runs)
         x = np.asarray(runs[0]["curve"]["env_steps"][:n]) / 1e3
         ys = np.asarray([r["curve"]["mean_success"][:n] for r in runs])
+        top = max(top, float(ys.max()))
         line, = ax.plot(x, ys.mean(axis=0), label=f"{LABELS[config]} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
         if len(runs) > 1:
             ax.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=line.get_color(), alpha=0.2)
     ax.set_xlabel("env steps (thousands, all 10 tasks)")
     ax.set_ylabel("mean training success (10 tasks)")
-    ax.set_ylim(0, 1)
-    ax.set_title("Meta-World MT10, equal env-step budgets")
+    ax.set_ylim(0, max(0.2, 1.2 * top))  # the papers' 0.49-0.84 are far above this budget's curves
+    ax.set_title("Meta-World MT10, equal env-step budgets (published, 20M steps: 0.49-0.84)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     fig.tight_layout()
