@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
+from policies import mlp
 from policies.action_masking import mask_logits
 
 
@@ -56,15 +56,6 @@ class MinimalPPOSettings:
                    seed=cfg.seed)
 
 
-def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
-    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}[activation]
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-2], sizes[1:-1]):
-        layers += [nn.Linear(a, b), act()]
-    layers.append(nn.Linear(sizes[-2], sizes[-1]))
-    return nn.Sequential(*layers)
-
-
 class MinimalPPO:
     """The loop's state (env, networks, optimizer); `iteration()` samples one batch and learns on it."""
 
@@ -78,8 +69,8 @@ class MinimalPPO:
         space = self.env.single_observation_space
         self.obs_dim = space["observations"].shape[0] if s.action_mask else space.shape[0]
         self.n_actions = int(self.env.single_action_space.n)
-        self.pi = _mlp([self.obs_dim, *s.hidden, self.n_actions], s.activation)
-        self.vf = _mlp([self.obs_dim, *s.hidden, 1], s.activation)
+        self.pi = mlp(self.obs_dim, self.n_actions, s.hidden, s.activation)
+        self.vf = mlp(self.obs_dim, 1, s.hidden, s.activation)
         self.opt = torch.optim.Adam([*self.pi.parameters(), *self.vf.parameters()], lr=s.lr)
         self.rng = np.random.default_rng(s.seed)
         self.done_before = np.zeros(s.num_envs, dtype=bool)  # NEXT_STEP autoreset: the step after a done only resets

@@ -19,15 +19,9 @@ import time
 import torch
 from torch import nn
 
+from policies import mlp
+
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
-
-
-def _mlp(input_dim: int, output_dim: int, hidden: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(input_dim, width), nn.ReLU()]
-        input_dim = width
-    return nn.Sequential(*layers, nn.Linear(input_dim, output_dim))
 
 
 class MinimalMTSAC:
@@ -38,8 +32,8 @@ class MinimalMTSAC:
         hidden = list(hidden or [256, 256])
         obs_dim = state_dim + num_tasks
         self.num_tasks, self.gamma, self.tau = num_tasks, gamma, tau
-        self.actor = _mlp(obs_dim, 2 * action_dim, hidden)
-        self.q1, self.q2 = _mlp(obs_dim + action_dim, 1, hidden), _mlp(obs_dim + action_dim, 1, hidden)
+        self.actor = mlp(obs_dim, 2 * action_dim, hidden)
+        self.q1, self.q2 = mlp(obs_dim + action_dim, 1, hidden), mlp(obs_dim + action_dim, 1, hidden)
         self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         for p in [*self.q1_target.parameters(), *self.q2_target.parameters()]:
             p.requires_grad_(False)

@@ -20,6 +20,7 @@ from policies.architectures import (
     SharedBottom,
     SoftModular,
     build_network,
+    mlp,
 )
 from policies.backward import (
     MultitaskBackwardStats,
@@ -57,5 +58,6 @@ __all__ = [
     "summed_backward",
     "build_combiner",
     "build_network",
+    "mlp",
     "torch_distributed_allreduce",
 ]

@@ -35,7 +35,7 @@ from ray.rllib.utils.metrics import ALL_MODULES
 from torch import nn
 
 from orchestrator.config import ExperimentConfig
-from policies import apply_multitask_backward, build_combiner, build_network, summed_backward
+from policies import apply_multitask_backward, build_combiner, build_network, mlp, summed_backward
 from policies.backward import torch_distributed_allreduce
 
 ENV_NAME = "mto-metaworld"
@@ -77,16 +77,6 @@ class TaskConditionedEncoder(nn.Module):
             mean, log_std = out.chunk(2, dim=-1)
             out = torch.cat([mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)], dim=-1)
         return {ENCODER_OUT: out}
-
-
-def mlp(input_dim: int, output_dim: int, hidden: list[int], activation: str = "relu") -> nn.Sequential:
-    """A plain MLP (linear output layer)."""
-    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}[activation]
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(input_dim, int(width)), act()]
-        input_dim = int(width)
-    return nn.Sequential(*layers, nn.Linear(input_dim, output_dim))
 
 
 class MultiTaskSACModule(DefaultSACTorchRLModule):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Sequence
 
-from policies.architectures.base import InputDim, MultiTaskNetwork, route_by_task
+from policies.architectures.base import InputDim, MultiTaskNetwork, mlp, route_by_task
 from policies.architectures.care import CARE
 from policies.architectures.independent import Independent
 from policies.architectures.model_patch import ModelPatch
@@ -60,5 +60,6 @@ __all__ = [
     "SharedBottom",
     "SoftModular",
     "build_network",
+    "mlp",
     "route_by_task",
 ]

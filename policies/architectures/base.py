@@ -105,6 +105,17 @@ def conv_output_side(side: int) -> int:
     return (side - 1) // 2 + 1
 
 
+def mlp(input_dim: int, output_dim: int, hidden: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """A plain MLP: ``hidden`` layers with ``activation`` (relu, tanh or silu), a linear output layer."""
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}[activation]
+    layers: list[nn.Module] = []
+    width = int(input_dim)
+    for h in hidden:
+        layers += [nn.Linear(width, int(h)), act()]
+        width = int(h)
+    return nn.Sequential(*layers, nn.Linear(width, output_dim))
+
+
 def make_trunk(input_dim: InputDim, hidden: Sequence[int], norm: bool = True) -> list[TrunkBlock]:
     """Blocks for an MLP trunk (``input_dim`` int) or a conv trunk (``(C, H, W)``)."""
     hidden = tuple(int(h) for h in hidden)
